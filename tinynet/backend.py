@@ -1,0 +1,211 @@
+"""Where arrays live: NumPy on the CPU or CuPy on an NVIDIA GPU.
+
+This module is the only place that knows NumPy from CuPy. Layers, losses and
+optimizers ask it for the array module (`xp()`) and write `xp.maximum(...)`,
+`xp.exp(...)`, so the same code runs on both. Pick the backend with
+`set_backend("numpy" | "cupy" | "auto")` or the environment variable
+`TINYNET_BACKEND` (default "numpy").
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from types import ModuleType
+from typing import Any, Iterator
+
+import numpy as np
+
+BACKENDS = ("numpy", "cupy", "auto")
+CUPY_INSTALL_HINT = (
+    "install CuPy for your CUDA version, e.g. `pip install tinynet[cuda12]` "
+    "(which pulls cupy-cuda12x), and make sure an NVIDIA GPU and driver are visible"
+)
+
+_name = "numpy"
+_xp: ModuleType = np
+_floatx = np.dtype(np.float32)
+_rng = np.random.default_rng()
+
+
+def _import_cupy() -> ModuleType:
+    """Import CuPy and check it sees a GPU; one clear error otherwise."""
+    try:
+        import cupy
+    except ImportError as err:
+        raise ValueError(f"backend 'cupy' needs CuPy, which is not installed: {CUPY_INSTALL_HINT}") from err
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDA raises its own error types when no driver is present
+        raise ValueError(f"backend 'cupy': CuPy is installed but sees no CUDA device ({err}); {CUPY_INSTALL_HINT}") from err
+    if count < 1:
+        raise ValueError(f"backend 'cupy': CuPy is installed but sees no CUDA device; {CUPY_INSTALL_HINT}")
+    return cupy
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    try:
+        _import_cupy()
+    except ValueError:
+        return False
+    return True
+
+
+def set_backend(name: str) -> str:
+    """Select "numpy", "cupy" or "auto" (cupy when it imports and sees a GPU). Returns the chosen name."""
+    global _name, _xp
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; valid backends are {', '.join(BACKENDS)}")
+    if name == "auto":
+        name = "cupy" if cupy_available() else "numpy"
+    _xp = _import_cupy() if name == "cupy" else np
+    _name = name
+    return name
+
+
+def get_backend() -> str:
+    """The name of the active backend: "numpy" or "cupy"."""
+    return _name
+
+
+def xp() -> ModuleType:
+    """The array module of the active backend (numpy or cupy)."""
+    return _xp
+
+
+def floatx() -> np.dtype:
+    """The float dtype new parameters and inputs get (float32 unless changed)."""
+    return _floatx
+
+
+def set_floatx(dtype: str | np.dtype) -> None:
+    """Use "float32" (default, fast) or "float64" (gradient checks) for new arrays."""
+    global _floatx
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"floatx must be float32 or float64, got {dtype}")
+    _floatx = dtype
+
+
+@contextlib.contextmanager
+def using(backend: str | None = None, dtype: str | None = None) -> Iterator[None]:
+    """Temporarily switch backend and/or float dtype (tests and gradcheck use this)."""
+    old_name, old_dtype = _name, _floatx
+    try:
+        if backend is not None:
+            set_backend(backend)
+        if dtype is not None:
+            set_floatx(dtype)
+        yield
+    finally:
+        set_backend(old_name)
+        set_floatx(old_dtype)
+
+
+def set_seed(seed: int) -> None:
+    """Seed every random choice tinynet makes (initial weights, dropout, shuffling)."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+    if _name == "cupy":
+        _xp.random.seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with a fresh generator seeded with `seed`, then restore the old one.
+
+    Entering twice with the same seed replays the same random numbers (gradcheck
+    relies on this to see the same dropout mask in every forward pass).
+    """
+    global _rng
+    old = _rng
+    _rng = np.random.default_rng(seed)
+    if _name == "cupy":
+        _xp.random.seed(seed)
+    try:
+        yield
+    finally:
+        _rng = old
+
+
+def rng() -> np.random.Generator:
+    """The global host-side random generator (weights are drawn on the host, then moved)."""
+    return _rng
+
+
+def make_rng(seed: int | None) -> np.random.Generator:
+    """A private generator for `seed`, or the global one when seed is None."""
+    return _rng if seed is None else np.random.default_rng(seed)
+
+
+def is_device_array(a: Any) -> bool:
+    """True for an array of the active backend's type."""
+    return isinstance(a, _xp.ndarray)
+
+
+def to_device(a: Any, dtype: Any = None) -> Any:
+    """Move `a` to the active backend (no copy when it is already there with that dtype)."""
+    return _xp.asarray(a, dtype=dtype)
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """Bring an array back to the host as a NumPy array."""
+    if _name == "cupy" and isinstance(a, _xp.ndarray):
+        return _xp.asnumpy(a)
+    return np.asarray(a)
+
+
+def dropout_mask(shape: tuple[int, ...], rate: float, gen: np.random.Generator) -> Any:
+    """A float mask of 0 and 1/(1-rate): keep each unit with probability 1 - rate.
+
+    On the CPU 16-bit random integers are drawn from raw random bytes, which is
+    several times cheaper than float32 uniforms; `rate` is rounded to a multiple
+    of 1/65536 and the scale uses that rounded value, so the mean stays exact.
+    """
+    size = int(np.prod(shape))
+    threshold = round(rate * 65536)
+    keep_prob = 1.0 - threshold / 65536
+    if _name == "cupy":
+        bits = _xp.random.randint(0, 65536, size=shape, dtype=_xp.int32)
+    else:
+        bits = np.frombuffer(gen.bytes(2 * size), dtype=np.uint16).reshape(shape)
+    return (bits >= threshold).astype(_floatx) * _floatx.type(1.0 / keep_prob)
+
+
+def adam_update(p: Any, g: Any, m: Any, v: Any, alpha: float, beta_1: float, beta_2: float,
+                epsilon: float) -> None:
+    """One Adam step over flat vectors, in place:
+
+    m += (1 - beta_1) * (g - m);  v += (1 - beta_2) * (g*g - v);  p -= alpha * m / (sqrt(v) + epsilon)
+    """
+    if _name == "cupy":
+        from tinynet import _cuda
+        _cuda.adam_update(p, g, m, v, alpha, beta_1, beta_2, epsilon)
+        return
+    tmp = _scratch(p)  # one reused buffer: NumPy would otherwise allocate a temporary per operation
+    np.subtract(g, m, out=tmp)
+    tmp *= 1 - beta_1
+    m += tmp
+    np.multiply(g, g, out=tmp)
+    tmp -= v
+    tmp *= 1 - beta_2
+    v += tmp
+    np.sqrt(v, out=tmp)
+    tmp += epsilon
+    np.divide(m, tmp, out=tmp)
+    tmp *= alpha
+    p -= tmp
+
+
+_scratch_buffers: dict[tuple[tuple[int, ...], np.dtype], np.ndarray] = {}
+
+
+def _scratch(like: np.ndarray) -> np.ndarray:
+    key = (like.shape, like.dtype)
+    if key not in _scratch_buffers:
+        _scratch_buffers.clear()  # keep one buffer: a model uses one parameter size at a time
+        _scratch_buffers[key] = np.empty_like(like)
+    return _scratch_buffers[key]
+
+
+set_backend(os.environ.get("TINYNET_BACKEND", "numpy"))

@@ -1,0 +1,235 @@
+"""Layers with hand-written backpropagation.
+
+Every layer has `forward(x, training)`, which remembers what the backward pass
+will need, and `backward(dy)`, which takes dL/dy (the gradient of the loss with
+respect to the layer's output) and returns dL/dx, filling the gradients of the
+layer's own weights on the way. A weight named `W` has its gradient in `dW`.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from collections import defaultdict
+from typing import Any, Iterator
+
+import numpy as np
+
+from tinynet import backend, initializers
+
+Shape = tuple[int, ...]
+_name_counters: dict[str, Iterator[int]] = defaultdict(itertools.count)
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+class Layer:
+    """Base class: a named step of the network, with weights listed in `weight_names`."""
+
+    weight_names: tuple[str, ...] = ()
+
+    def __init__(self, name: str | None = None, input_shape: Shape | None = None) -> None:
+        if name is None:
+            base = _snake_case(type(self).__name__)
+            count = next(_name_counters[base])
+            name = base if count == 0 else f"{base}_{count}"
+        self.name = name
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.output_shape: Shape | None = None
+
+    def build(self, input_shape: Shape) -> Shape:
+        """Create the weights for inputs of `input_shape` (batch dimension left out); return the output shape."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return input_shape
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        raise NotImplementedError
+
+    def backward(self, dy: Any) -> Any:
+        raise NotImplementedError
+
+    def weights(self) -> list[Any]:
+        return [getattr(self, n) for n in self.weight_names]
+
+    def gradients(self) -> list[Any]:
+        return [getattr(self, "d" + n) for n in self.weight_names]
+
+    def count_params(self) -> int:
+        return sum(int(w.size) for w in self.weights())
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class Dense(Layer):
+    """Fully connected layer.
+
+    forward:  y = x @ W + b              x: (n, in), W: (in, out), b: (out,)
+    backward: dx = dy @ W.T,  dW = x.T @ dy,  db = sum of dy over the batch
+    """
+
+    weight_names = ("W", "b")
+
+    def __init__(self, units: int, input_shape: Shape | None = None,
+                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
+                 seed: int | None = None, name: str | None = None) -> None:
+        super().__init__(name, input_shape)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"{self.name}: units must be a positive integer, got {units!r}")
+        self.units = int(units)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self._init_W = initializers.get(kernel_initializer, self.name)
+        self._init_b = initializers.get(bias_initializer, self.name)
+        self.seed = seed
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 1:
+            raise ValueError(f"{self.name}: Dense expects flat inputs of shape (batch, features), "
+                             f"got per-sample shape {input_shape}; add a Flatten layer or reshape first")
+        return (self.units,)
+
+    def build(self, input_shape: Shape) -> Shape:
+        out_shape = super().build(input_shape)
+        gen = backend.make_rng(self.seed)
+        dtype = backend.floatx()
+        self.W = backend.to_device(self._init_W((input_shape[0], self.units), gen), dtype)
+        self.b = backend.to_device(self._init_b((self.units,), gen), dtype)
+        self.dW = backend.xp().zeros_like(self.W)
+        self.db = backend.xp().zeros_like(self.b)
+        return out_shape
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        if x.ndim != 2 or x.shape[1] != self.W.shape[0]:
+            raise ValueError(f"{self.name}: expected input of shape (batch, {self.W.shape[0]}), got {tuple(x.shape)}")
+        self.x = x
+        y = x @ self.W
+        y += self.b
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        xp = backend.xp()
+        xp.matmul(self.x.T, dy, out=self.dW)
+        xp.sum(dy, axis=0, out=self.db)
+        return dy @ self.W.T
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units, "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer, "seed": self.seed}
+
+
+class ReLU(Layer):
+    """Rectified linear unit.
+
+    forward:  y = max(x, 0)
+    backward: dx = dy where x > 0, else 0
+    """
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self.y = backend.xp().maximum(x, 0)
+        return self.y
+
+    def backward(self, dy: Any) -> Any:
+        return dy * (self.y > 0)
+
+
+class Softmax(Layer):
+    """Softmax over the last axis: turns scores into probabilities.
+
+    forward:  p = exp(x - max x) / sum(exp(x - max x))   (shifting by the max avoids overflow)
+    backward: dx = p * (dy - sum(dy * p))                 (the Jacobian diag(p) - p p^T applied to dy)
+
+    Followed by cross-entropy, the model skips this backward and uses the fused,
+    stable gradient (p - y) / n instead (see losses.py).
+    """
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self.p = softmax(x)
+        return self.p
+
+    def backward(self, dy: Any) -> Any:
+        p = self.p
+        return p * (dy - (dy * p).sum(axis=-1, keepdims=True))
+
+
+class Linear(Layer):
+    """The identity: y = x, dx = dy. What Activation("linear") gives."""
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        return x
+
+    def backward(self, dy: Any) -> Any:
+        return dy
+
+
+ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "softmax": Softmax, "linear": Linear}
+
+
+def Activation(activation: str, name: str | None = None) -> Layer:
+    """Keras's `Activation("relu" | "softmax" | "linear")`: returns the matching layer."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"Activation: unknown activation {activation!r}; valid names are {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[activation](name=name)
+
+
+class Dropout(Layer):
+    """Inverted dropout: while training, zero each unit with probability `rate`.
+
+    forward (training):  y = x * mask,  mask = 0 with probability rate, else 1 / (1 - rate)
+    forward (inference): y = x          (the 1/(1-rate) scaling at training keeps the mean equal)
+    backward:            dx = dy * mask
+    """
+
+    def __init__(self, rate: float, seed: int | None = None, name: str | None = None) -> None:
+        super().__init__(name)
+        if not isinstance(rate, (int, float, np.floating)) or isinstance(rate, bool) or not 0 <= rate < 1:
+            raise ValueError(f"{self.name}: dropout rate must be a number in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self._rng = None if seed is None else np.random.default_rng(seed)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        if not training or self.rate == 0:
+            self.mask = None
+            return x
+        self.mask = backend.dropout_mask(x.shape, self.rate, self._rng or backend.rng())
+        return x * self.mask
+
+    def backward(self, dy: Any) -> Any:
+        return dy if self.mask is None else dy * self.mask
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class Flatten(Layer):
+    """Reshape each sample to one vector: (n, 28, 28) -> (n, 784); backward reshapes back."""
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self.x_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: Any) -> Any:
+        return dy.reshape(self.x_shape)
+
+
+def softmax(x: Any) -> Any:
+    """Row-wise softmax, stable for any finite x."""
+    xp = backend.xp()
+    e = xp.exp(x - x.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
+
+
+LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (Dense, ReLU, Softmax, Linear, Dropout, Flatten)}

@@ -1,0 +1,139 @@
+"""Optimizers: how the gradients change the weights.
+
+The model keeps every weight in one flat vector `params` (each layer's W and b
+are views into it) and every gradient in a flat `grads` of the same length, so
+an optimizer updates the whole network with a handful of vector operations.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from tinynet import backend
+
+
+class Optimizer:
+    """Base class: `step(params, grads)` updates `params` in place; state is kept between steps."""
+
+    name = "optimizer"
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate: float) -> None:
+        if not learning_rate > 0:
+            raise ValueError(f"{type(self).__name__}: learning_rate must be > 0, got {learning_rate!r}")
+        self.learning_rate = float(learning_rate)
+        self.iterations = 0
+
+    def step(self, params: Any, grads: Any) -> None:
+        raise NotImplementedError
+
+    def _zeros_like_state(self, params: Any) -> None:
+        """Create zeroed state vectors (on the backend) the first time, or after the model changed size."""
+        if getattr(self, self.state_names[0], None) is None or getattr(self, self.state_names[0]).shape != params.shape:
+            for name in self.state_names:
+                setattr(self, name, backend.xp().zeros_like(params))
+            self.iterations = 0
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = {"iterations": np.array(self.iterations)}
+        for name in self.state_names:
+            if getattr(self, name, None) is not None:
+                state[name] = backend.to_numpy(getattr(self, name))
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.iterations = int(state["iterations"])
+        for name in self.state_names:
+            if name in state:
+                setattr(self, name, backend.to_device(state[name], backend.floatx()))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "learning_rate": self.learning_rate}
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, as in Keras.
+
+    velocity = momentum * velocity - learning_rate * g
+    p += velocity                                    (plain momentum)
+    p += momentum * velocity - learning_rate * g     (nesterov=True)
+    """
+
+    name = "sgd"
+    state_names = ("velocity",)
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(learning_rate)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum!r}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.velocity = None
+
+    def step(self, params: Any, grads: Any) -> None:
+        self._zeros_like_state(params)
+        self.iterations += 1
+        self.velocity *= self.momentum
+        self.velocity -= self.learning_rate * grads
+        if self.nesterov:
+            params += self.momentum * self.velocity - self.learning_rate * grads
+        else:
+            params += self.velocity
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam with Keras's defaults and bias correction (Kingma & Ba, 2015).
+
+    t += 1
+    m = beta_1 * m + (1 - beta_1) * g            running mean of gradients
+    v = beta_2 * v + (1 - beta_2) * g^2          running mean of squared gradients
+    alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)   (bias correction of m and v)
+    p -= alpha * m / (sqrt(v) + epsilon)
+    """
+
+    name = "adam"
+    state_names = ("m", "v")
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7) -> None:
+        super().__init__(learning_rate)
+        for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0 <= beta < 1:
+                raise ValueError(f"Adam: {label} must be in [0, 1), got {beta!r}")
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.m = self.v = None
+
+    def step(self, params: Any, grads: Any) -> None:
+        self._zeros_like_state(params)
+        self.iterations += 1
+        t = self.iterations
+        alpha = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        backend.adam_update(params, grads, self.m, self.v, alpha, self.beta_1, self.beta_2, self.epsilon)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam)}
+
+
+def get(optimizer: str | Optimizer) -> Optimizer:
+    """An optimizer from its name (with default settings, as in Keras) or an instance."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if not isinstance(optimizer, str):
+        raise TypeError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or an Optimizer, "
+                        f"got {type(optimizer).__name__}")
+    if optimizer.lower() not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[optimizer.lower()]()
+
+
+def from_config(config: dict[str, Any]) -> Optimizer:
+    config = dict(config)
+    return OPTIMIZERS[config.pop("name")](**config)

@@ -1,0 +1,26 @@
+"""Small helpers from Keras's utils."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def to_categorical(y: Any, num_classes: int | None = None, dtype: str = "float32") -> np.ndarray:
+    """One-hot encode integer labels: 5 -> [0, 0, 0, 0, 0, 1, 0, 0, 0, 0]. Shape (n,) -> (n, num_classes)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"to_categorical: expected labels of shape (n,), got {y.shape}")
+    if y.dtype.kind not in "biuf" or (y.size and not np.all(y == np.round(y))):
+        raise ValueError(f"to_categorical: labels must be whole numbers, got dtype {y.dtype}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"to_categorical: labels must be >= 0, got {y.min()}")
+    top = int(y.max()) + 1 if y.size else 0
+    num_classes = top if num_classes is None else int(num_classes)
+    if top > num_classes:
+        raise ValueError(f"to_categorical: label {top - 1} does not fit num_classes={num_classes}")
+    one_hot = np.zeros((y.shape[0], num_classes), dtype=dtype)
+    one_hot[np.arange(y.shape[0]), y.astype(np.int64)] = 1
+    return one_hot
