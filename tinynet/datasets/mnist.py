@@ -1,0 +1,204 @@
+"""MNIST handwritten digits, with the same contract as `keras.datasets.mnist.load_data()`.
+
+    (x_train, y_train), (x_test, y_test) = load_data()
+
+gives uint8 arrays of shapes (60000, 28, 28), (60000,), (10000, 28, 28), (10000,).
+
+Where the four files are looked for: the `path` argument, else $TINYNET_DATA, else the
+per-user cache ($XDG_CACHE_HOME/tinynet/mnist or ~/.cache/tinynet/mnist). Missing files
+are downloaded from the first mirror in MIRRORS that works.
+
+Integrity: the MD5 of each file's *decompressed* content must equal the published value,
+so a file that was recompressed (different .gz bytes, same data) is still accepted while
+a truncated or corrupted one is not. Checking and parsing ~55 MB takes about a second, so
+the parsed arrays are kept in one uncompressed .npz in the per-user cache, keyed by the
+source files' paths, sizes and modification times: later loads take a few milliseconds,
+and replacing a file invalidates the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from tinynet.datasets.idx import parse_idx, read_bytes
+from tinynet.progress import Progbar
+
+TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
+TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
+
+# MD5 of the decompressed files (decompressed sizes: 47040016, 60008, 7840016, 10008 bytes).
+CHECKSUMS = {
+    TRAIN_IMAGES: "6bbc9ace898e44ae57da46a324031adb",
+    TRAIN_LABELS: "a25bea736e30d166cdddb491f175f624",
+    TEST_IMAGES: "2646ac647ad5339dbf082846283269ea",
+    TEST_LABELS: "27ae3e4e09519cfbb04c329615203637",
+}
+MIRRORS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+]
+TIMEOUT = 10  # seconds; without network, fail in seconds rather than hang
+CHUNK = 1 << 16
+
+
+class DatasetDownloadError(OSError):
+    """The files were missing and no mirror could provide them."""
+
+
+def cache_root() -> Path:
+    """Per-user cache directory: $XDG_CACHE_HOME/tinynet or ~/.cache/tinynet."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinynet"
+
+
+def _expected_files(directory: Path) -> str:
+    names = ", ".join(f"{name}.gz" for name in CHECKSUMS)
+    return (f"put the four MNIST files in {directory} ({names}; gzipped or not), "
+            "or point load_data(path=...) or $TINYNET_DATA at a directory that holds them")
+
+
+def _check_md5(data: bytes, name: str, md5: str) -> None:
+    got = hashlib.md5(data).hexdigest()
+    if got != md5:
+        raise ValueError(f"{name}: checksum mismatch, expected md5 {md5} of the decompressed content, "
+                         f"got {got} ({len(data)} bytes); the file is corrupt or not the MNIST file")
+
+
+def _download(url: str, target: Path, md5: str) -> None:
+    """Download url into a temp file next to target; rename it into place only once verified."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+            size = response.headers.get("Content-Length")
+            total = int(size) if size else None
+            print(f"Downloading {url}", file=sys.stderr)
+            bar, received = Progbar(total, unit="B", stream=sys.stderr), 0
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(received)
+            bar.update(received, finalize=True)
+        if total is not None and received != total:
+            raise ValueError(f"connection closed after {received} of {total} bytes")
+        _check_md5(read_bytes(tmp), url, md5)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def fetch(name: str, directory: str | os.PathLike, mirrors: list[str], md5: str) -> Path:
+    """Download `name`.gz into directory from the first mirror that serves a file with the right MD5."""
+    target, reasons = Path(directory) / f"{name}.gz", []
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + "/" + target.name
+        try:
+            _download(url, target, md5)
+            return target
+        except (OSError, ValueError, http.client.HTTPException) as err:  # URLError, timeouts are OSErrors
+            reasons.append(f"  {url}: {err}")
+    raise DatasetDownloadError(f"could not download {target.name}:\n" + "\n".join(reasons or ["  no mirrors given"]))
+
+
+def ensure_files(directory: str | os.PathLike, mirrors: list[str] | None = None,
+                 checksums: dict[str, str] | None = None) -> dict[str, Path]:
+    """Path of each file in `checksums` inside directory (plain or .gz), downloading missing ones."""
+    directory, checksums = Path(directory), CHECKSUMS if checksums is None else checksums
+    mirrors = MIRRORS if mirrors is None else mirrors
+    files = {}
+    for name, md5 in checksums.items():
+        found = [p for p in (directory / f"{name}.gz", directory / name) if p.is_file()]
+        if found:
+            files[name] = found[0]
+            continue
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            files[name] = fetch(name, directory, mirrors, md5)
+        except OSError as err:  # includes DatasetDownloadError and a read-only directory
+            raise DatasetDownloadError(f"MNIST: {name}.gz is missing and could not be downloaded; "
+                                       f"{_expected_files(directory)}.\n{err}") from err
+    return files
+
+
+def _cache_file(files: dict[str, Path], checksums: dict[str, str]) -> tuple[Path, str]:
+    """Where the parsed arrays for these files are cached, and the key that must match."""
+    sources = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files.values()]
+    key = json.dumps({"files": sources, "md5": checksums}, sort_keys=True)
+    folder = hashlib.sha256(str(Path(sources[0][0]).parent).encode()).hexdigest()[:16]
+    return cache_root() / "mnist" / f"parsed-{folder}.npz", key
+
+
+def _read_cache(cache: Path, key: str) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(cache, allow_pickle=False) as npz:
+            if str(npz["key"]) == key:
+                return {name: npz[name] for name in npz.files if name != "key"}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing or damaged: a miss
+        pass
+    return None
+
+
+def _write_cache(cache: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Save atomically (temp file + rename); an unwritable cache only costs speed, so errors are ignored."""
+    tmp = None
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as f:
+            tmp = f.name
+            np.savez(f, key=np.array(key), **arrays)
+        os.replace(tmp, cache)
+    except OSError:
+        if tmp and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _check_shapes(arrays: dict[str, np.ndarray]) -> None:
+    for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
+        x, y = arrays[images], arrays[labels]
+        if x.shape[1:] != (28, 28) or y.ndim != 1 or len(x) != len(y):
+            raise ValueError(f"MNIST: {images} has shape {x.shape} and {labels} has shape {y.shape}, "
+                             "expected (N, 28, 28) images and (N,) labels with the same N")
+        if y.size and y.max() > 9:
+            raise ValueError(f"MNIST: {labels} holds label {y.max()}, expected digits 0..9")
+
+
+def _read_verified(files: dict[str, Path], checksums: dict[str, str]) -> dict[str, np.ndarray]:
+    """Check each file's MD5, parse it, and check that the four arrays fit together."""
+    arrays = {}
+    for name, file in files.items():
+        data = read_bytes(file)
+        _check_md5(data, str(file), checksums[name])
+        arrays[name] = parse_idx(data, str(file), ndim=3 if "images" in name else 1)
+    _check_shapes(arrays)
+    return arrays
+
+
+def load_data(path: str | os.PathLike | None = None, *, mirrors: list[str] | None = None,
+              checksums: dict[str, str] | None = None,
+              ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Return (x_train, y_train), (x_test, y_test) as uint8 arrays, downloading the files if needed.
+
+    `mirrors` replaces MIRRORS and `checksums` replaces CHECKSUMS (tests use tiny fake files).
+    """
+    checksums = CHECKSUMS if checksums is None else checksums
+    chosen = path if path is not None else os.environ.get("TINYNET_DATA") or None
+    directory = Path(chosen).expanduser() if chosen is not None else cache_root() / "mnist"
+    if chosen is not None and not directory.is_dir():
+        # A mistyped path should not silently become a new download folder.
+        raise FileNotFoundError(f"MNIST: {directory} is not a directory; {_expected_files(directory)}")
+    files = ensure_files(directory, mirrors, checksums)
+    cache, key = _cache_file(files, checksums)
+    arrays = _read_cache(cache, key)
+    if arrays is None:  # first use of these files: verify, parse, and remember the result
+        arrays = _read_verified(files, checksums)
+        _write_cache(cache, key, arrays)
+    return (arrays[TRAIN_IMAGES], arrays[TRAIN_LABELS]), (arrays[TEST_IMAGES], arrays[TEST_LABELS])
