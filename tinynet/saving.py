@@ -38,10 +38,17 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; a saved model is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_model(path: str | os.PathLike) -> Any:

@@ -1,0 +1,90 @@
+"""Run examples/mnist_mlp.py for one epoch on the real MNIST and check what it promises."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinynet
+from tinynet.datasets import mnist
+from tinynet.utils import to_categorical
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ("examples.png", "pixel_distribution.png", "learning_curves.png", "predictions.png")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _data_dir() -> str:
+    data = os.environ.get("TINYNET_DATA")
+    if not data or not all((Path(data) / f"{name}.gz").exists() or (Path(data) / name).exists()
+                           for name in mnist.CHECKSUMS):
+        pytest.skip("real MNIST not found: set TINYNET_DATA to a folder with the four MNIST files")
+    return data
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "examples" / "mnist_mlp.py"), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    data = _data_dir()
+    out = tmp_path_factory.mktemp("results")
+    return _run("--epochs", "1", "--data-dir", data, "--out", str(out), "--seed", "1"), out
+
+
+def test_example_runs_and_reaches_95_percent(one_epoch_run):
+    proc, out = one_epoch_run
+    assert proc.returncode == 0, proc.stderr
+    assert "X_train shape (60000, 28, 28)" in proc.stdout
+    assert "Shape after one-hot encoding: (60000, 10)" in proc.stdout
+    assert "Total params: 669,706" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_accuracy"] >= 0.95
+    assert f"Test Accuracy {summary['test_accuracy']}" in proc.stdout
+    assert f"{summary['correct']} classified correctly" in proc.stdout
+    assert summary["correct"] + summary["incorrect"] == 10000
+
+
+def test_example_writes_every_figure_as_png(one_epoch_run):
+    pytest.importorskip("matplotlib", reason="figures need matplotlib (pip install tinynet[plots])")
+    proc, out = one_epoch_run
+    for name in FIGURES:
+        path = out / name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, name
+        assert path.stat().st_size > 5000, f"{name} is suspiciously small"
+        assert f"Saved figure {path}" in proc.stdout
+
+
+def test_saved_model_reloads_with_identical_predictions(one_epoch_run):
+    proc, out = one_epoch_run
+    assert "Loaded model gives identical predictions: True" in proc.stdout
+    (_, _), (x_test, y_test) = mnist.load_data(_data_dir())
+    x_test = x_test.reshape(10000, 784).astype("float32") / 255
+    model = tinynet.load_model(out / "mnist_mlp.tinynet")
+    first, second = model.predict(x_test), tinynet.load_model(out / "mnist_mlp.tinynet").predict(x_test)
+    assert np.array_equal(first, second)
+    summary = json.loads((out / "summary.json").read_text())
+    assert int(np.sum(first.argmax(axis=1) == y_test)) == summary["correct"]
+    loss, accuracy = model.evaluate(x_test, to_categorical(y_test, 10), verbose=0)
+    assert accuracy == summary["test_accuracy"]
+
+
+def test_missing_data_dir_names_the_expected_files(tmp_path):
+    proc = _run("--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    assert proc.returncode != 0
+    for name in mnist.CHECKSUMS:
+        assert name in proc.stderr
+
+
+def test_unknown_backend_lists_valid_ones(tmp_path):
+    proc = _run("--backend", "tpu", "--out", str(tmp_path))
+    assert proc.returncode != 0
+    assert "numpy" in proc.stderr and "cupy" in proc.stderr
