@@ -28,6 +28,7 @@ class Layer:
     """Base class: a named step of the network, with weights listed in `weight_names`."""
 
     weight_names: tuple[str, ...] = ()
+    needs_input_grad = True  # the model turns this off where nothing below needs dL/dx (the first Dense)
 
     def __init__(self, name: str | None = None, input_shape: Shape | None = None) -> None:
         if name is None:
@@ -119,7 +120,7 @@ class Dense(Layer):
         xp = backend.xp()
         xp.matmul(self.x.T, dy, out=self.dW)
         xp.sum(dy, axis=0, out=self.db)
-        return dy @ self.W.T
+        return dy @ self.W.T if self.needs_input_grad else None
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units, "kernel_initializer": self.kernel_initializer,

@@ -84,6 +84,11 @@ class Sequential:
         for layer in self.layers[first:]:
             shape = layer.build(shape)
         self._pack_weights()
+        # dL/dx of the network's input is never used: skip it up to and including the first layer with weights
+        has_weights_below = False
+        for layer in self.layers:
+            layer.needs_input_grad = has_weights_below
+            has_weights_below = has_weights_below or bool(layer.weight_names)
 
     @property
     def built(self) -> bool:
