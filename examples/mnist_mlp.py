@@ -91,6 +91,7 @@ def plot_learning_curves(plt: Any, history: dict[str, list[float]], out: str) ->
         ax.set_ylabel(metric)
         ax.legend(loc="lower right" if metric == "accuracy" else "upper right")
     bottom.set_xlabel("epoch")
+    bottom.set_xticks(epochs[:: max(1, len(epochs) // 10)])
     fig.tight_layout()
     save_figure(plt, fig, out, "learning_curves.png")
 
