@@ -9,7 +9,8 @@ below 1e-6 means the backward pass is right.
 
 Point it at a layer (`check_layer`), a loss (`check_loss`) or a whole compiled
 model (`check_model`). Weights are checked in float64 whatever they are stored
-in; randomness (dropout) is replayed from `seed` so every evaluation sees the
+in; randomness (dropout) is replayed from `seed`, and a layer's own generator
+(`Dropout(seed=...)`) is rewound before every evaluation, so each one sees the
 same mask.
 """
 from __future__ import annotations
@@ -47,6 +48,17 @@ def relative_error(analytic: Any, numeric: Any) -> float:
     return 0.0 if scale == 0 else float(np.abs(a - n).max() / scale)
 
 
+def _rewinder(layers: list[Any]) -> Callable[[], None]:
+    """A function that puts each layer's own generator (Dropout(seed=...)) back where it is now."""
+    gens = [layer._rng for layer in layers if getattr(layer, "_rng", None) is not None]
+    states = [gen.bit_generator.state for gen in gens]
+
+    def rewind() -> None:
+        for gen, state in zip(gens, states):
+            gen.bit_generator.state = state
+    return rewind
+
+
 def check_layer(layer: Any, x: Any, training: bool = True, seed: int = 0) -> dict[str, float]:
     """Relative errors of dL/dx and of each weight's gradient for L = sum(layer(x) * r), r random."""
     xp = backend.xp()
@@ -57,11 +69,13 @@ def check_layer(layer: Any, x: Any, training: bool = True, seed: int = 0) -> dic
     for name, w, _ in originals:
         setattr(layer, name, w.astype(xp.float64))  # a float64 copy, so float32 storage is untouched
         setattr(layer, "d" + name, xp.zeros(w.shape, xp.float64))
+    rewind = _rewinder([layer])
     try:
         with backend.seeded(seed):
             r = backend.to_device(np.random.default_rng(seed).standard_normal(layer.forward(x, training).shape))
 
         def loss() -> float:
+            rewind()
             with backend.seeded(seed):
                 return float((layer.forward(x, training) * r).sum())
 
@@ -71,6 +85,7 @@ def check_layer(layer: Any, x: Any, training: bool = True, seed: int = 0) -> dic
         for name in layer.weight_names:
             errors[name] = relative_error(analytic[name], numerical_gradient(loss, getattr(layer, name)))
     finally:
+        rewind()
         for name, w, dw in originals:
             setattr(layer, name, w)
             setattr(layer, "d" + name, dw)
@@ -95,11 +110,13 @@ def check_model(model: Any, x: Any, y: Any, training: bool = True, seed: int = 0
     model._require_compiled("check_model")
     old_dtype = model.params.dtype
     model._pack_weights(np.float64)
+    rewind = _rewinder(model.layers)
     try:
         x = model._prepare_x(np.asarray(backend.to_numpy(x), np.float64), "check_model")
         y = model._prepare_y(y, x.shape[0], "check_model")
 
         def loss() -> float:
+            rewind()
             with backend.seeded(seed):
                 return float(model._forward_loss(x, y, training)[0])
 
@@ -114,5 +131,6 @@ def check_model(model: Any, x: Any, y: Any, training: bool = True, seed: int = 0
                 errors[f"{layer.name}.{name}"] = relative_error(analytic[offset:end], numeric[offset:end])
                 offset = end
     finally:
+        rewind()
         model._pack_weights(old_dtype)
     return errors

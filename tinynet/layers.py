@@ -187,6 +187,9 @@ class Dropout(Layer):
     forward (training):  y = x * mask,  mask = 0 with probability rate, else 1 / (1 - rate)
     forward (inference): y = x          (the 1/(1-rate) scaling at training keeps the mean equal)
     backward:            dx = dy * mask
+
+    `seed` gives the layer its own mask sequence on NumPy; on CuPy masks come from
+    the GPU generator, which `tinynet.set_seed` seeds.
     """
 
     def __init__(self, rate: float, seed: int | None = None, name: str | None = None) -> None:

@@ -163,6 +163,8 @@ class Sequential:
             y = np.asarray(y)
         if y.dtype.kind not in "biuf":
             raise TypeError(f"{what}: y must be numeric, got dtype {y.dtype}")
+        if n == 0:  # the mean loss over no samples is 0/0
+            raise ValueError(f"{what}: expected at least one sample, got 0")
         try:
             self.loss.check_targets(y, n, self.output_shape[-1])
         except ValueError as err:

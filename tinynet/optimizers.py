@@ -37,17 +37,19 @@ class Optimizer:
             self.iterations = 0
 
     def get_state(self) -> dict[str, np.ndarray]:
+        """A snapshot (host copies) of the step count and the state vectors."""
         state = {"iterations": np.array(self.iterations)}
         for name in self.state_names:
             if getattr(self, name, None) is not None:
-                state[name] = backend.to_numpy(getattr(self, name))
+                state[name] = backend.to_numpy(getattr(self, name)).copy()
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a snapshot from get_state (copied, so later steps never write into `state`)."""
         self.iterations = int(state["iterations"])
         for name in self.state_names:
             if name in state:
-                setattr(self, name, backend.to_device(state[name], backend.floatx()))
+                setattr(self, name, backend.xp().array(state[name]))  # keeps the dtype it was saved with
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "learning_rate": self.learning_rate}

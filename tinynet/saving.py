@@ -57,20 +57,22 @@ def load_model(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     arrays, config = _read(path)
     try:
-        model = Sequential(name=config["name"])
-        for entry in config["layers"]:
-            model.add(layers.LAYERS[entry["class"]](**entry["config"]))
-        model.build(config["input_shape"])
-        if model.params.shape != arrays["params"].shape:
-            raise ValueError(f"{model.params.shape[0]} weights in the architecture, {arrays['params'].shape[0]} stored")
-        model.params[...] = backend.to_device(arrays["params"], model.params.dtype)
-        if config["compile"]:
-            c = config["compile"]
-            model.compile(optimizer=optimizers.from_config(c["optimizer"]),
-                          loss=losses.LOSSES[c["loss"]["name"]](from_logits=c["loss"]["from_logits"]),
-                          metrics=c["metrics"])
-            state = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optimizer.")}
-            model.optimizer.set_state(state)
+        with backend.using(dtype=arrays["params"].dtype):  # a float64 model comes back in float64
+            model = Sequential(name=config["name"])
+            for entry in config["layers"]:
+                model.add(layers.LAYERS[entry["class"]](**entry["config"]))
+            model.build(config["input_shape"])
+            if model.params.shape != arrays["params"].shape:
+                raise ValueError(f"{model.params.shape[0]} weights in the architecture, "
+                                 f"{arrays['params'].shape[0]} stored")
+            model.params[...] = backend.to_device(arrays["params"], model.params.dtype)
+            if config["compile"]:
+                c = config["compile"]
+                model.compile(optimizer=optimizers.from_config(c["optimizer"]),
+                              loss=losses.LOSSES[c["loss"]["name"]](from_logits=c["loss"]["from_logits"]),
+                              metrics=c["metrics"])
+                state = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optimizer.")}
+                model.optimizer.set_state(state)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not a valid tinynet model file ({type(err).__name__}: {err})") from None
     return model
@@ -79,7 +81,7 @@ def load_model(path: str | os.PathLike) -> Any:
 def _read(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """All arrays of the archive, and its JSON config; a clear ValueError for anything else."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as archive:  # our handle: closed even on a bad zip
             if not isinstance(archive, np.lib.npyio.NpzFile) or "config" not in archive.files:
                 raise ValueError("no tinynet config inside")
             arrays = {name: archive[name] for name in archive.files}

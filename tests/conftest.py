@@ -1,0 +1,35 @@
+"""Shared fixtures: run backend math on NumPy and (where a GPU is present) CuPy; reseed every test."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+import tinynet
+from tinynet import backend
+
+SEED = 1234
+CUPY_SKIP_REASON = "cupy backend: CuPy not installed or no GPU"
+
+
+@functools.lru_cache(maxsize=None)
+def _cupy_available() -> bool:
+    return backend.cupy_available()
+
+
+@pytest.fixture(autouse=True)
+def _fixed_seed():
+    """Every test starts from the same random state and the default float dtype."""
+    tinynet.set_seed(SEED)
+    with backend.using(dtype="float32"):
+        yield
+
+
+@pytest.fixture(params=["numpy", "cupy"])
+def xb(request):
+    """Switch the backend for the duration of the test; yields its name."""
+    if request.param == "cupy" and not _cupy_available():
+        pytest.skip(CUPY_SKIP_REASON)
+    with backend.using(backend=request.param):
+        tinynet.set_seed(SEED)  # seed again: on CuPy this also seeds the GPU generator
+        yield request.param

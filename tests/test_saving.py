@@ -1,0 +1,203 @@
+"""Saving and loading: an exact round trip, atomic writes, and clear errors for files that are not models."""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+import tinynet
+from tinynet import Sequential, backend
+from tinynet.layers import Activation, Dense, Dropout
+from tinynet.optimizers import SGD
+
+
+def _data(n=40, features=6, classes=3, seed=0):
+    gen = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    x = (2 * np.eye(classes, features)[labels] + gen.standard_normal((n, features))).astype(np.float32)
+    return x, np.eye(classes, dtype=np.float32)[labels]
+
+
+def _trained_model(optimizer="adam", epochs=2):
+    x, y = _data()
+    model = Sequential([Dense(10, input_shape=(6,), kernel_initializer="he_normal"), Activation("relu"),
+                        Dropout(0.25), Dense(3), Activation("softmax")], name="saved")
+    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=8, verbose=0)
+    return model
+
+
+def _assert_same_weights(a, b):
+    wa, wb = a.get_weights(), b.get_weights()
+    assert len(wa) == len(wb)
+    for u, v in zip(wa, wb):
+        assert u.dtype == v.dtype and np.array_equal(u, v)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A real model file, and the model it came from."""
+    model = _trained_model()
+    path = tmp_path / "model.tinynet"
+    model.save(path)
+    return model, path
+
+
+# ---- round trip --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", ["adam", SGD(0.05, momentum=0.9, nesterov=True)])
+def test_round_trip_is_exact(xb, tmp_path, optimizer):
+    model = _trained_model(optimizer)
+    path = tmp_path / "m.tinynet"
+    model.save(str(path))
+    loaded = tinynet.load_model(path)
+    x, y = _data(seed=1)
+    assert loaded.name == "saved" and loaded.input_shape == (6,)
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    assert loaded.layers[2].rate == 0.25 and loaded.layers[0].kernel_initializer == "he_normal"
+    _assert_same_weights(model, loaded)
+    assert np.array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+    assert type(loaded.optimizer) is type(model.optimizer)
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    state, loaded_state = model.optimizer.get_state(), loaded.optimizer.get_state()
+    assert state.keys() == loaded_state.keys() and int(state["iterations"]) == 10  # 2 epochs x 5 batches
+    for key in state:
+        assert np.array_equal(state[key], loaded_state[key])
+
+
+def test_loaded_model_keeps_training_identically(xb, saved):
+    model, path = saved
+    loaded = tinynet.load_model(path)
+    x, y = _data(seed=2)
+    for m in (model, loaded):
+        tinynet.set_seed(77)  # same shuffling and dropout masks for both
+        m.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        m.train_on_batch(x[:5], y[:5])
+    _assert_same_weights(model, loaded)
+
+
+def test_float64_model_comes_back_in_float64(xb, tmp_path):
+    with backend.using(dtype="float64"):
+        model = _trained_model()
+    model.save(tmp_path / "m64.npz")
+    loaded = tinynet.load_model(tmp_path / "m64.npz")  # outside `using`: floatx is float32 here
+    assert loaded.params.dtype == np.float64
+    _assert_same_weights(model, loaded)
+    x, y = _data(seed=3)
+    tinynet.set_seed(1)
+    model.fit(x, y, epochs=1, verbose=0)
+    tinynet.set_seed(1)
+    loaded.fit(x, y, epochs=1, verbose=0)
+    _assert_same_weights(model, loaded)
+
+
+def test_uncompiled_model_round_trip(tmp_path):
+    model = Sequential([Dense(4, input_shape=(3,)), Activation("softmax")])
+    model.save(tmp_path / "plain.tinynet")
+    loaded = tinynet.load_model(tmp_path / "plain.tinynet")
+    assert loaded.loss is None and loaded.optimizer is None
+    _assert_same_weights(model, loaded)
+
+
+def test_save_leaves_no_temporary_files(saved, tmp_path):
+    model, path = saved
+    model.save(path)  # overwrite in place
+    assert sorted(os.listdir(tmp_path)) == ["model.tinynet"]
+
+
+def test_saved_file_is_readable_by_others(saved):
+    _, path = saved
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_failed_save_leaves_no_temporary_files(tmp_path, monkeypatch):
+    model = Sequential([Dense(4, input_shape=(3,)), Activation("softmax")])
+
+    def broken_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(tmp_path / "m.tinynet")
+    assert os.listdir(tmp_path) == []
+
+
+def test_unbuilt_model_cannot_be_saved(tmp_path):
+    with pytest.raises(ValueError, match=r"save: the model is not built yet"):
+        Sequential([Dense(3)]).save(tmp_path / "m.tinynet")
+
+
+# ---- files that are not tinynet models ----------------------------------------------------------------------------
+def _not_a_model(path):
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ": not a (valid )?tinynet model file"):
+        tinynet.load_model(path)
+
+
+def test_random_bytes(tmp_path):
+    path = tmp_path / "noise.tinynet"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    _not_a_model(path)
+
+
+def test_text_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("this is not a model\n" * 20)
+    _not_a_model(path)
+
+
+def test_npz_without_config(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, a=np.arange(3), b=np.ones((2, 2)))
+    with pytest.raises(ValueError, match="no tinynet config inside"):
+        tinynet.load_model(path)
+
+
+def test_plain_npy_file(tmp_path):
+    path = tmp_path / "array.npy"
+    np.save(path, np.arange(10))
+    _not_a_model(path)
+
+
+def test_npz_with_a_foreign_config(tmp_path):
+    path = tmp_path / "foreign.npz"
+    config = json.dumps({"format": "something-else"}).encode()
+    np.savez(path, config=np.frombuffer(config, np.uint8), params=np.zeros(3))
+    with pytest.raises(ValueError, match=r"format 'something-else' is not 'tinynet-model'"):
+        tinynet.load_model(path)
+
+
+def test_npz_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "pickle.npz"
+    np.savez(path, config=np.array([{"format": "tinynet-model"}], dtype=object))
+    _not_a_model(path)
+
+
+def test_weights_that_do_not_fit_the_architecture(saved, tmp_path):
+    _, path = saved
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    arrays["params"] = arrays["params"][:-1]
+    bad = tmp_path / "short.npz"
+    np.savez(bad, **arrays)
+    with pytest.raises(ValueError, match=r"not a valid tinynet model file .*weights in the architecture"):
+        tinynet.load_model(bad)
+
+
+def test_truncated_file(saved, tmp_path):
+    _, path = saved
+    data = path.read_bytes()
+    truncated = tmp_path / "half.tinynet"
+    truncated.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=re.escape(str(truncated)) + ": not a tinynet model file, or a truncated one"):
+        tinynet.load_model(truncated)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        tinynet.load_model(tmp_path / "nope.tinynet")
