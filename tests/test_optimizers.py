@@ -152,7 +152,7 @@ def test_state_resets_when_the_model_changes_size(xb):
     opt = Adam()
     opt.step(backend.to_device(np.zeros(3)), backend.to_device(np.ones(3)))
     opt.step(backend.to_device(np.zeros(5)), backend.to_device(np.ones(5)))
-    assert opt.iterations == 1 and opt.m.shape == (5,)
+    assert opt.iterations == 1 and opt.m_sum.shape == (5,)
 
 
 # ---- construction ----------------------------------------------------------------------------------

@@ -10,18 +10,19 @@ from typing import Any
 import cupy
 
 _adam = cupy.ElementwiseKernel(
-    "T g, T alpha, T beta_1, T beta_2, T epsilon",
-    "T p, T m, T v",
+    "T g, T step, T beta_1, T beta_2, T epsilon",
+    "T p, T m_sum, T v_sum",
     """
-    m += (1 - beta_1) * (g - m);
-    v += (1 - beta_2) * (g * g - v);
-    p -= alpha * m / (sqrt(v) + epsilon);
+    m_sum = beta_1 * m_sum + g;
+    v_sum = beta_2 * v_sum + g * g;
+    p -= step * m_sum / (sqrt(v_sum) + epsilon);
     """,
     "tinynet_adam",
 )
 
 
-def adam_update(p: Any, g: Any, m: Any, v: Any, alpha: float, beta_1: float, beta_2: float,
+def adam_update(p: Any, g: Any, m_sum: Any, v_sum: Any, step: float, beta_1: float, beta_2: float,
                 epsilon: float) -> None:
+    """Twin of backend.adam_update: all five lines of the NumPy version in one pass over memory."""
     dtype = p.dtype.type
-    _adam(g, dtype(alpha), dtype(beta_1), dtype(beta_2), dtype(epsilon), p, m, v)
+    _adam(g, dtype(step), dtype(beta_1), dtype(beta_2), dtype(epsilon), p, m_sum, v_sum)

@@ -172,28 +172,26 @@ def dropout_mask(shape: tuple[int, ...], rate: float, gen: np.random.Generator) 
     return (bits >= threshold).astype(_floatx) * _floatx.type(1.0 / keep_prob)
 
 
-def adam_update(p: Any, g: Any, m: Any, v: Any, alpha: float, beta_1: float, beta_2: float,
+def adam_update(p: Any, g: Any, m_sum: Any, v_sum: Any, step: float, beta_1: float, beta_2: float,
                 epsilon: float) -> None:
-    """One Adam step over flat vectors, in place:
+    """One Adam step over flat vectors, in place (see optimizers.Adam for where this comes from):
 
-    m += (1 - beta_1) * (g - m);  v += (1 - beta_2) * (g*g - v);  p -= alpha * m / (sqrt(v) + epsilon)
+    m_sum = beta_1 * m_sum + g;  v_sum = beta_2 * v_sum + g*g;  p -= step * m_sum / (sqrt(v_sum) + epsilon)
     """
     if _name == "cupy":
         from tinynet import _cuda
-        _cuda.adam_update(p, g, m, v, alpha, beta_1, beta_2, epsilon)
+        _cuda.adam_update(p, g, m_sum, v_sum, step, beta_1, beta_2, epsilon)
         return
     tmp = _scratch(p)  # one reused buffer: NumPy would otherwise allocate a temporary per operation
-    np.subtract(g, m, out=tmp)
-    tmp *= 1 - beta_1
-    m += tmp
+    m_sum *= beta_1
+    m_sum += g
     np.multiply(g, g, out=tmp)
-    tmp -= v
-    tmp *= 1 - beta_2
-    v += tmp
-    np.sqrt(v, out=tmp)
+    v_sum *= beta_2
+    v_sum += tmp
+    np.sqrt(v_sum, out=tmp)
     tmp += epsilon
-    np.divide(m, tmp, out=tmp)
-    tmp *= alpha
+    np.divide(m_sum, tmp, out=tmp)
+    tmp *= step
     p -= tmp
 
 

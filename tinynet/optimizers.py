@@ -96,10 +96,15 @@ class Adam(Optimizer):
     v = beta_2 * v + (1 - beta_2) * g^2          running mean of squared gradients
     alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)   (bias correction of m and v)
     p -= alpha * m / (sqrt(v) + epsilon)
+
+    We keep the running *sums* m_sum = m / (1 - beta_1) and v_sum = v / (1 - beta_2)
+    instead. Their updates, m_sum = beta_1 * m_sum + g and v_sum = beta_2 * v_sum + g^2,
+    are two passes over the parameters fewer, and the last line becomes
+    p -= alpha * (1 - beta_1) / sqrt(1 - beta_2) * m_sum / (sqrt(v_sum) + epsilon / sqrt(1 - beta_2)).
     """
 
     name = "adam"
-    state_names = ("m", "v")
+    state_names = ("m_sum", "v_sum")
 
     def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7) -> None:
@@ -108,14 +113,16 @@ class Adam(Optimizer):
             if not 0 <= beta < 1:
                 raise ValueError(f"Adam: {label} must be in [0, 1), got {beta!r}")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
-        self.m = self.v = None
+        self.m_sum = self.v_sum = None
 
     def step(self, params: Any, grads: Any) -> None:
         self._zeros_like_state(params)
         self.iterations += 1
         t = self.iterations
         alpha = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        backend.adam_update(params, grads, self.m, self.v, alpha, self.beta_1, self.beta_2, self.epsilon)
+        root = math.sqrt(1 - self.beta_2)
+        backend.adam_update(params, grads, self.m_sum, self.v_sum, alpha * (1 - self.beta_1) / root,
+                            self.beta_1, self.beta_2, self.epsilon / root)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
