@@ -158,9 +158,10 @@ def to_numpy(a: Any) -> np.ndarray:
 def dropout_mask(shape: tuple[int, ...], rate: float, gen: np.random.Generator) -> Any:
     """A float mask of 0 and 1/(1-rate): keep each unit with probability 1 - rate.
 
-    On the CPU 16-bit random integers are drawn from raw random bytes, which is
-    several times cheaper than float32 uniforms; `rate` is rounded to a multiple
-    of 1/65536 and the scale uses that rounded value, so the mean stays exact.
+    On the CPU each unit gets 16 random bits straight from the generator's raw
+    64-bit output, about three times cheaper than float32 uniforms; `rate` is
+    rounded to a multiple of 1/65536 and the scale uses that rounded value, so
+    the mean stays exact.
     """
     size = int(np.prod(shape))
     threshold = round(rate * 65536)
@@ -168,7 +169,8 @@ def dropout_mask(shape: tuple[int, ...], rate: float, gen: np.random.Generator) 
     if _name == "cupy":
         bits = _xp.random.randint(0, 65536, size=shape, dtype=_xp.int32)
     else:
-        bits = np.frombuffer(gen.bytes(2 * size), dtype=np.uint16).reshape(shape)
+        raw = gen.bit_generator.random_raw(-(-size // 4))  # 4 units per 64-bit word
+        bits = raw.view(np.uint16)[:size].reshape(shape)
     return (bits >= threshold).astype(_floatx) * _floatx.type(1.0 / keep_prob)
 
 
