@@ -505,3 +505,21 @@ def test_no_warnings_on_a_normal_run(xb):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _small_model().fit(x, to_categorical(labels, 3), epochs=2, verbose=0)
+
+
+def test_memory_does_not_grow_from_epoch_to_epoch():
+    import tracemalloc
+
+    model = Sequential([Dense(64, input_shape=(20,)), Activation("relu"), Dropout(0.2), Dense(3), Activation("softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"], optimizer="adam")
+    gen = np.random.default_rng(0)
+    x, y = gen.random((2000, 20), dtype=np.float32), gen.integers(0, 3, 2000)
+    tracemalloc.start()
+    try:
+        held = []
+        for _ in range(5):
+            model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+            held.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert held[-1] - held[1] < 4096, f"memory held after each epoch grew: {held}"
