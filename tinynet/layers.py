@@ -139,7 +139,7 @@ class ReLU(Layer):
         return self.y
 
     def backward(self, dy: Any) -> Any:
-        return dy * (self.y > 0)
+        return backend.relu_backward(dy, self.y)
 
 
 class Softmax(Layer):

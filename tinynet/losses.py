@@ -21,13 +21,6 @@ from tinynet import backend
 EPSILON = 1e-7  # Keras clips probabilities to [eps, 1 - eps] so log never sees 0
 
 
-def log_softmax(z: Any) -> Any:
-    """log p = z - logsumexp(z), shifted by the row max so exp cannot overflow."""
-    xp = backend.xp()
-    shifted = z - z.max(axis=1, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-
-
 class CategoricalCrossentropy:
     """Cross-entropy against one-hot targets of shape (n, classes)."""
 
@@ -53,18 +46,15 @@ class CategoricalCrossentropy:
 
     def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None) -> Any:
         """Mean loss over the batch (a 0-d array on the backend); remembers dL/dy_pred for backward."""
-        xp = backend.xp()
         y = self.target = self.one_hot(y_true, y_pred.shape[1])
-        n = y_pred.shape[0]
         if self.from_logits if from_logits is None else from_logits:
-            log_p = log_softmax(y_pred)
-            self.grad = (xp.exp(log_p) - y) / n
-        else:
-            p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
-            log_p = xp.log(p)
-            inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)  # the clip has no gradient outside
-            self.grad = -y / p * inside / n
-        return -(y * log_p).sum() / n
+            loss, self.grad = backend.softmax_cross_entropy(y_pred, y)  # the fused (p - y) / n
+            return loss
+        xp, n = backend.xp(), y_pred.shape[0]
+        p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)  # the clip has no gradient outside
+        self.grad = -y / p * inside / n
+        return -(y * xp.log(p)).sum() / n
 
     def backward(self) -> Any:
         return self.grad
