@@ -27,10 +27,16 @@ from tinynet.layers import Activation, Dense, Dropout
 from tinynet.utils import to_categorical
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=positive_int, default=20)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--backend", choices=tinynet.backend.BACKENDS, default="numpy")
     parser.add_argument("--data-dir", default=None,
                         help="folder with the four MNIST files (default: $TINYNET_DATA, else ~/.cache/tinynet/mnist)")
@@ -124,7 +130,11 @@ def build_model() -> Sequential:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    tinynet.set_backend(args.backend)
+    try:
+        tinynet.set_backend(args.backend)
+    except ValueError as err:  # e.g. cupy without CuPy or a GPU: say so and how to get it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     tinynet.set_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     print(f"tinynet {tinynet.__version__}, backend {tinynet.get_backend()}, seed {args.seed}")

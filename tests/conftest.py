@@ -31,5 +31,5 @@ def xb(request):
     if request.param == "cupy" and not _cupy_available():
         pytest.skip(CUPY_SKIP_REASON)
     with backend.using(backend=request.param):
-        tinynet.set_seed(SEED)  # seed again: on CuPy this also seeds the GPU generator
+        tinynet.set_seed(SEED)
         yield request.param

@@ -88,3 +88,12 @@ def test_unknown_backend_lists_valid_ones(tmp_path):
     proc = _run("--backend", "tpu", "--out", str(tmp_path))
     assert proc.returncode != 0
     assert "numpy" in proc.stderr and "cupy" in proc.stderr
+
+
+def test_bad_options_give_one_line_errors(tmp_path):
+    proc = _run("--epochs", "0", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "expected a positive integer, got '0'" in proc.stderr
+    if not tinynet.backend.cupy_available():
+        proc = _run("--backend", "cupy", "--out", str(tmp_path))
+        assert proc.returncode == 2 and "pip install tinynet[cuda12]" in proc.stderr
+        assert "Traceback" not in proc.stderr

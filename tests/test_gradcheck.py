@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinynet import Sequential, backend, gradcheck
 from tinynet.layers import Activation, Dense, Dropout
@@ -127,3 +129,36 @@ def test_check_model_leaves_weights_and_dtype_alone(xb):
     assert model.params.dtype == dtype == np.float32
     for a, b in zip(before, model.get_weights()):
         assert np.array_equal(a, b)
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 6), features=st.integers(1, 5), hidden=st.integers(1, 6), classes=st.integers(2, 5),
+       seed=st.integers(0, 2**16))
+def test_whole_model_gradients_on_random_shapes(n, features, hidden, classes, seed):
+    gen = np.random.default_rng(seed)
+    with backend.using(dtype="float64"):
+        model = Sequential([Dense(hidden, input_shape=(features,), bias_initializer="ones", seed=seed),
+                            Activation("relu"), Dropout(0.25), Dense(classes, seed=seed + 1), Activation("softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+        errors = gradcheck.check_model(model, gen.standard_normal((n, features)), gen.integers(0, classes, n), seed=seed)
+    assert max(errors.values()) < TOL, errors
+
+
+def test_weightless_first_layers_train_and_check(xb):
+    from tinynet.layers import Flatten
+    gen = np.random.default_rng(0)
+    x, labels = gen.standard_normal((8, 2, 3)), np.arange(8) % 3
+    with backend.using(dtype="float64"):
+        model = Sequential([Flatten(input_shape=(2, 3)), Dropout(0.2), Dense(5), Activation("relu"),
+                            Dense(3), Activation("softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+        model.fit(x, labels, epochs=2, verbose=0)
+        errors = gradcheck.check_model(model, x, labels)
+    assert max(errors.values()) < TOL, errors
+
+
+def test_check_layer_works_on_a_model_s_first_layer(xb):
+    with backend.using(dtype="float64"):
+        model = _small_model("categorical_crossentropy")
+        errors = gradcheck.check_layer(model.layers[0], np.random.default_rng(1).standard_normal((3, 4)))
+    assert max(errors.values()) < TOL, errors

@@ -199,13 +199,32 @@ def test_dropout_masks_replay_with_the_global_seed(xb):
     assert not np.array_equal(first, second)
 
 
-def test_dropout_layer_seed_gives_the_same_mask():
-    # NumPy backend only: on CuPy, dropout draws from the GPU's global generator and ignores the layer seed.
-    x = np.ones((64, 64), np.float32)
-    same = [Dropout(0.5, seed=11).forward(x, training=True) for _ in range(2)]
-    other = Dropout(0.5, seed=12).forward(x, training=True)
+def test_dropout_layer_seed_gives_the_same_mask(xb):
+    x = backend.to_device(np.ones((64, 64), np.float32))
+    same = [backend.to_numpy(Dropout(0.5, seed=11).forward(x, training=True)) for _ in range(2)]
+    other = backend.to_numpy(Dropout(0.5, seed=12).forward(x, training=True))
     assert np.array_equal(same[0], same[1])
     assert not np.array_equal(same[0], other)
+
+
+def test_dropout_rate_just_below_one_still_works():
+    y = Dropout(0.999995, seed=0).forward(np.ones((4, 4), np.float32), training=True)
+    assert np.all(np.isfinite(y))
+
+
+def test_dense_builds_itself_on_first_call_like_keras():
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    layer = Dense(4)
+    y = layer.forward(x)
+    np.testing.assert_allclose(y, x @ layer.W + layer.b, rtol=1e-6)
+    assert layer.W.shape == (3, 4)
+
+
+def test_input_shape_must_be_a_tuple_and_input_dim_is_accepted():
+    with pytest.raises(TypeError, match=r"input_shape must be a tuple such as \(784,\), got 784"):
+        Dense(10, input_shape=784)
+    assert Dense(10, input_dim=784).input_shape == (784,)
+    assert Dropout(0.2, input_shape=(5,)).input_shape == (5,)
 
 
 @pytest.mark.parametrize("rate", [1.0, -0.1, 1.5, "0.5", True, None])

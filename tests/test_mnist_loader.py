@@ -342,3 +342,14 @@ def test_real_mnist(tmp_path):
     assert time.perf_counter() - start < 1.0
     np.testing.assert_array_equal(x2, x_train)
     np.testing.assert_array_equal(y2, y_train)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: b"\x00\x00\x0a\x03" + data[4:], "bad magic number"),
+    (lambda data: data[:-100], "truncated"),
+])
+def test_a_damaged_data_file_says_what_is_wrong_not_only_checksum_mismatch(tmp_path, fake, damage, message):
+    arrays, raw, checksums = fake
+    write_files(tmp_path, dict(raw, **{mnist.TRAIN_IMAGES: damage(raw[mnist.TRAIN_IMAGES])}))
+    with pytest.raises(ValueError, match=rf"train-images-idx3-ubyte\.gz.*{message}"):
+        mnist.load_data(tmp_path, checksums=checksums)

@@ -464,12 +464,6 @@ def test_evaluate_and_predict_batch_size_checked():
         model.predict(x, batch_size=1.5)
 
 
-@pytest.mark.parametrize("rate", [1.0, -0.1])
-def test_dropout_rate_out_of_range(rate):
-    with pytest.raises(ValueError, match=re.escape(f"dropout rate must be a number in [0, 1), got {rate}")):
-        Dropout(rate)
-
-
 def test_set_weights_with_wrong_count_or_shape():
     model = _small_model()
     weights = model.get_weights()
@@ -523,3 +517,25 @@ def test_memory_does_not_grow_from_epoch_to_epoch():
     finally:
         tracemalloc.stop()
     assert held[-1] - held[1] < 4096, f"memory held after each epoch grew: {held}"
+
+
+def test_a_failed_build_leaves_the_model_usable():
+    gen = np.random.default_rng(0)
+    model = Sequential([Dense(3), Activation("softmax")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    with pytest.raises(ValueError, match="dense"):
+        model.fit(gen.standard_normal((6, 2, 2)), np.arange(6) % 3, verbose=0)
+    model.fit(gen.standard_normal((6, 4)), np.arange(6) % 3, verbose=0)
+    assert model.input_shape == (4,)
+
+    empty = Sequential()
+    with pytest.raises(ValueError, match="Flatten"):
+        empty.add(Dense(10, input_shape=(28, 28)))
+    assert empty.layers == [] and not empty.built
+    empty.add(Dense(10, input_shape=(784,)))
+    assert empty.count_params() == 7850
+
+
+def test_sequential_wants_a_list_of_layers():
+    with pytest.raises(TypeError, match="expected a list of layers, got Dense"):
+        Sequential(Dense(3))

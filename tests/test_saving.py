@@ -201,3 +201,16 @@ def test_truncated_file(saved, tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         tinynet.load_model(tmp_path / "nope.tinynet")
+
+
+def test_optimizer_state_that_does_not_fit_the_weights_is_rejected(tmp_path):
+    model = tinynet.Sequential([tinynet.layers.Dense(3, input_shape=(4,)), tinynet.layers.Activation("softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    model.train_on_batch(np.ones((2, 4), np.float32), np.eye(3)[[0, 1]])
+    model.save(tmp_path / "m.tinynet")
+    with np.load(tmp_path / "m.tinynet") as archive:
+        arrays = dict(archive)
+    arrays["optimizer.m_sum"] = arrays["optimizer.m_sum"][:-1]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"bad\.npz: not a valid tinynet model file .*optimizer state m_sum"):
+        tinynet.load_model(tmp_path / "bad.npz")

@@ -106,8 +106,6 @@ def set_seed(seed: int) -> None:
     """Seed every random choice tinynet makes (initial weights, dropout, shuffling)."""
     global _rng
     _rng = np.random.default_rng(seed)
-    if _name == "cupy":
-        _xp.random.seed(seed)
 
 
 @contextlib.contextmanager
@@ -120,8 +118,6 @@ def seeded(seed: int) -> Iterator[None]:
     global _rng
     old = _rng
     _rng = np.random.default_rng(seed)
-    if _name == "cupy":
-        _xp.random.seed(seed)
     try:
         yield
     finally:
@@ -136,11 +132,6 @@ def rng() -> np.random.Generator:
 def make_rng(seed: int | None) -> np.random.Generator:
     """A private generator for `seed`, or the global one when seed is None."""
     return _rng if seed is None else np.random.default_rng(seed)
-
-
-def is_device_array(a: Any) -> bool:
-    """True for an array of the active backend's type."""
-    return isinstance(a, _xp.ndarray)
 
 
 def to_device(a: Any, dtype: Any = None) -> Any:
@@ -165,7 +156,7 @@ def dropout_mask(shape: tuple[int, ...], rate: float, gen: np.random.Generator) 
     On the GPU one kernel hashes a seed drawn from `gen` with each unit's index
     (see hashed_dropout_mask, its NumPy twin), so seeds work on both backends.
     """
-    threshold = round(rate * 65536)
+    threshold = min(round(rate * 65536), 65535)  # a rate just below 1 still keeps something
     scale = 1.0 / (1.0 - threshold / 65536)
     if _name == "cupy":
         from tinynet import _cuda
@@ -243,4 +234,4 @@ def _scratch(like: np.ndarray) -> np.ndarray:
     return _scratch_buffers[key]
 
 
-set_backend(os.environ.get("TINYNET_BACKEND", "numpy"))
+set_backend(os.environ.get("TINYNET_BACKEND") or "numpy")

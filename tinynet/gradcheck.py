@@ -70,6 +70,7 @@ def check_layer(layer: Any, x: Any, training: bool = True, seed: int = 0) -> dic
         setattr(layer, name, w.astype(xp.float64))  # a float64 copy, so float32 storage is untouched
         setattr(layer, "d" + name, xp.zeros(w.shape, xp.float64))
     rewind = _rewinder([layer])
+    needs_input_grad, layer.needs_input_grad = layer.needs_input_grad, True  # a model's first layer skips dx
     try:
         with backend.seeded(seed):
             r = backend.to_device(np.random.default_rng(seed).standard_normal(layer.forward(x, training).shape))
@@ -86,6 +87,7 @@ def check_layer(layer: Any, x: Any, training: bool = True, seed: int = 0) -> dic
             errors[name] = relative_error(analytic[name], numerical_gradient(loss, getattr(layer, name)))
     finally:
         rewind()
+        layer.needs_input_grad = needs_input_grad
         for name, w, dw in originals:
             setattr(layer, name, w)
             setattr(layer, "d" + name, dw)

@@ -36,6 +36,8 @@ class Layer:
             count = next(_name_counters[base])
             name = base if count == 0 else f"{base}_{count}"
         self.name = name
+        if input_shape is not None and not isinstance(input_shape, (tuple, list)):
+            raise TypeError(f"{name}: input_shape must be a tuple such as (784,), got {input_shape!r}")
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.output_shape: Shape | None = None
 
@@ -81,8 +83,8 @@ class Dense(Layer):
 
     def __init__(self, units: int, input_shape: Shape | None = None,
                  kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
-                 seed: int | None = None, name: str | None = None) -> None:
-        super().__init__(name, input_shape)
+                 seed: int | None = None, name: str | None = None, input_dim: int | None = None) -> None:
+        super().__init__(name, (input_dim,) if input_dim is not None and input_shape is None else input_shape)
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
             raise ValueError(f"{self.name}: units must be a positive integer, got {units!r}")
         self.units = int(units)
@@ -109,6 +111,8 @@ class Dense(Layer):
         return out_shape
 
     def forward(self, x: Any, training: bool = False) -> Any:
+        if self.output_shape is None:  # used on its own: build for this input, as Keras does
+            self.build(tuple(x.shape[1:]))
         if x.ndim != 2 or x.shape[1] != self.W.shape[0]:
             raise ValueError(f"{self.name}: expected input of shape (batch, {self.W.shape[0]}), got {tuple(x.shape)}")
         self.x = x
@@ -174,11 +178,11 @@ class Linear(Layer):
 ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "softmax": Softmax, "linear": Linear}
 
 
-def Activation(activation: str, name: str | None = None) -> Layer:
+def Activation(activation: str, name: str | None = None, input_shape: Shape | None = None) -> Layer:
     """Keras's `Activation("relu" | "softmax" | "linear")`: returns the matching layer."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"Activation: unknown activation {activation!r}; valid names are {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[activation](name=name)
+    return ACTIVATIONS[activation](name=name, input_shape=input_shape)
 
 
 class Dropout(Layer):
@@ -188,13 +192,14 @@ class Dropout(Layer):
     forward (inference): y = x          (the 1/(1-rate) scaling at training keeps the mean equal)
     backward:            dx = dy * mask
 
-    `seed` gives the layer its own mask sequence on NumPy; on CuPy masks come from
-    the GPU generator, which `tinynet.set_seed` seeds.
+    `seed` gives the layer its own mask sequence (without it, `tinynet.set_seed`
+    decides); CPU and GPU draw different masks from the same seed.
     """
 
-    def __init__(self, rate: float, seed: int | None = None, name: str | None = None) -> None:
-        super().__init__(name)
-        if not isinstance(rate, (int, float, np.floating)) or isinstance(rate, bool) or not 0 <= rate < 1:
+    def __init__(self, rate: float, seed: int | None = None, name: str | None = None,
+                 input_shape: Shape | None = None) -> None:
+        super().__init__(name, input_shape)
+        if not isinstance(rate, (int, float, np.integer, np.floating)) or isinstance(rate, bool) or not 0 <= rate < 1:
             raise ValueError(f"{self.name}: dropout rate must be a number in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.seed = seed

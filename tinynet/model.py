@@ -54,6 +54,8 @@ class Sequential:
     """A stack of layers, each feeding the next."""
 
     def __init__(self, layers: list[Layer] | None = None, name: str = "sequential") -> None:
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            raise TypeError(f"Sequential: expected a list of layers, got {type(layers).__name__}")
         self.name = name
         self.layers: list[Layer] = []
         self.input_shape: Shape | None = None
@@ -69,15 +71,23 @@ class Sequential:
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}.add: expected a tinynet Layer, got {type(layer).__name__}")
         self.layers.append(layer)
-        if self.input_shape is not None:
-            self._build_from(len(self.layers) - 1)
-        elif len(self.layers) == 1 and layer.input_shape is not None:
-            self.build(layer.input_shape)
+        try:
+            if self.input_shape is not None:
+                self._build_from(len(self.layers) - 1)
+            elif len(self.layers) == 1 and layer.input_shape is not None:
+                self.build(layer.input_shape)
+        except Exception:
+            self.layers.pop()  # a layer that cannot be built must not stay half in the model
+            raise
 
     def build(self, input_shape: Shape) -> None:
         """Create every layer's weights for samples of `input_shape` (batch dimension left out)."""
-        self.input_shape = tuple(int(d) for d in input_shape)
-        self._build_from(0)
+        old, self.input_shape = self.input_shape, tuple(int(d) for d in input_shape)
+        try:
+            self._build_from(0)
+        except Exception:
+            self.input_shape = old
+            raise
 
     def _build_from(self, first: int) -> None:
         shape = self.input_shape if first == 0 else self.layers[first - 1].output_shape
@@ -194,6 +204,8 @@ class Sequential:
         layers = self.layers[:-1] if self._fused_softmax() else self.layers
         for layer in reversed(layers):
             dy = layer.backward(dy)
+            if not layer.needs_input_grad:
+                break  # the first layer with weights: nothing below it needs a gradient
 
     def _train_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
         loss, correct = self._forward_loss(x, y, training=True)
@@ -212,34 +224,20 @@ class Sequential:
         x = self._prepare_x(x, "fit")
         y = self._prepare_y(y, x.shape[0], "fit")
         val = self._prepare_validation(validation_data)
-        n, steps = x.shape[0], math.ceil(x.shape[0] / batch_size)
         history = History()
         if verbose:
-            print(f"Train on {n} samples" + (f", validate on {val[0].shape[0]} samples" if val else ""))
+            print(f"Train on {x.shape[0]} samples" + (f", validate on {val[0].shape[0]} samples" if val else ""))
         for epoch in range(epochs):
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}")
             start = time.perf_counter()
-            order = backend.to_device(backend.rng().permutation(n)) if shuffle else None
-            bar = Progbar(steps) if verbose == 1 else None
-            loss_sum, correct_sum = 0.0, 0
-            for step in range(steps):
-                batch = slice(step * batch_size, (step + 1) * batch_size)
-                idx = batch if order is None else order[batch]
-                try:
-                    loss, correct = self._train_batch(x[idx], y[idx])
-                except _LossNotFinite as err:
-                    warnings.warn(f"fit: the loss became {err.value} at epoch {epoch + 1}/{epochs}, batch "
-                                  f"{step + 1}/{steps}; training stopped, keeping the weights from before "
-                                  f"that batch", RuntimeWarning, stacklevel=2)
-                    return history
-                rows = min(n, (step + 1) * batch_size) - step * batch_size
-                loss_sum = loss_sum + loss * rows
-                correct_sum = correct_sum + correct
-                if bar is not None:
-                    seen = min(n, (step + 1) * batch_size)
-                    bar.update(step + 1, list(self._logs(loss_sum / seen, correct_sum / seen).items()))
-            logs = self._logs(float(loss_sum) / n, float(correct_sum) / n)
+            try:
+                logs = self._train_epoch(x, y, batch_size, shuffle, verbose == 1)
+            except _LossNotFinite as err:
+                warnings.warn(f"fit: the loss became {err.value} at epoch {epoch + 1}/{epochs}, batch {err.batch}; "
+                              f"training stopped, keeping the weights from before that batch",
+                              RuntimeWarning, stacklevel=2)
+                return history
             if val:
                 logs.update({"val_" + k: v for k, v in self._logs(*self._evaluate(*val, INFERENCE_BATCH)).items()})
             history.record(epoch, logs)
@@ -247,6 +245,27 @@ class Sequential:
                 print(f" - {_format_seconds(time.perf_counter() - start)} - "
                       + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return history
+
+    def _train_epoch(self, x: Any, y: Any, batch_size: int, shuffle: bool, progress: bool) -> dict[str, float]:
+        """One pass over (x, y) in mini-batches; mean loss and accuracy, summed on the device, read once."""
+        n, steps = x.shape[0], math.ceil(x.shape[0] / batch_size)
+        order = backend.to_device(backend.rng().permutation(n)) if shuffle else None
+        bar = Progbar(steps) if progress else None
+        loss_sum, correct_sum = 0.0, 0
+        for step in range(steps):
+            batch = slice(step * batch_size, (step + 1) * batch_size)
+            idx = batch if order is None else order[batch]
+            try:
+                loss, correct = self._train_batch(x[idx], y[idx])
+            except _LossNotFinite as err:
+                err.batch = f"{step + 1}/{steps}"
+                raise
+            seen = min(n, (step + 1) * batch_size)
+            loss_sum = loss_sum + loss * (seen - step * batch_size)
+            correct_sum = correct_sum + correct
+            if bar is not None:
+                bar.update(step + 1, list(self._logs(loss_sum / seen, correct_sum / seen).items()))
+        return self._logs(float(loss_sum) / n, float(correct_sum) / n)
 
     def _prepare_validation(self, validation_data: Any) -> tuple[Any, Any] | None:
         if validation_data is None:
@@ -355,6 +374,7 @@ class Sequential:
 class _LossNotFinite(Exception):
     def __init__(self, value: float) -> None:
         self.value = value
+        self.batch = "?"
 
 
 def _check_positive_int(what: str, **values: Any) -> None:

@@ -72,6 +72,10 @@ def load_model(path: str | os.PathLike) -> Any:
                               loss=losses.LOSSES[c["loss"]["name"]](from_logits=c["loss"]["from_logits"]),
                               metrics=c["metrics"])
                 state = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optimizer.")}
+                for name, value in state.items():
+                    if name != "iterations" and value.shape != arrays["params"].shape:
+                        raise ValueError(f"optimizer state {name} has shape {value.shape}, "
+                                         f"the weights {arrays['params'].shape}")
                 model.optimizer.set_state(state)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not a valid tinynet model file ({type(err).__name__}: {err})") from None

@@ -176,8 +176,9 @@ def _read_verified(files: dict[str, Path], checksums: dict[str, str]) -> dict[st
     arrays = {}
     for name, file in files.items():
         data = read_bytes(file)
-        _check_md5(data, str(file), checksums[name])
+        # parse first: a bad header or a wrong size gets its own message, not just "checksum mismatch"
         arrays[name] = parse_idx(data, str(file), ndim=3 if "images" in name else 1)
+        _check_md5(data, str(file), checksums[name])
     _check_shapes(arrays)
     return arrays
 
