@@ -185,3 +185,8 @@ def test_bad_optimizer_arguments():
         SGD(momentum=1)
     with pytest.raises(ValueError, match=r"Adam: beta_2 must be in \[0, 1\), got 1.0"):
         Adam(beta_2=1.0)
+
+
+def test_learning_rate_must_be_a_number():
+    with pytest.raises(TypeError, match=r"Adam: learning_rate must be a number, got '0.1'"):
+        Adam("0.1")

@@ -21,6 +21,8 @@ class Optimizer:
     state_names: tuple[str, ...] = ()
 
     def __init__(self, learning_rate: float) -> None:
+        if not isinstance(learning_rate, (int, float, np.integer, np.floating)) or isinstance(learning_rate, bool):
+            raise TypeError(f"{type(self).__name__}: learning_rate must be a number, got {learning_rate!r}")
         if not learning_rate > 0:
             raise ValueError(f"{type(self).__name__}: learning_rate must be > 0, got {learning_rate!r}")
         self.learning_rate = float(learning_rate)
