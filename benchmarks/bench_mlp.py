@@ -26,7 +26,6 @@ import os
 import statistics
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -437,11 +436,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
-        try:
-            worker_main(args)
-        except Exception as err:  # tell the parent, which goes on with the other rows
-            traceback.print_exc()
-            common.send({"error": f"{type(err).__name__}: {err}"})
+        common.serve_worker(worker_main, args)
         return
     requested = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(requested) - set(ROWS))

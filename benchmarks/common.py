@@ -19,8 +19,9 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -82,6 +83,15 @@ def send(message: dict[str, Any]) -> None:
     """Worker side: hand one JSON message to the parent."""
     sys.stdout.write(MESSAGE_PREFIX + json.dumps(message) + "\n")
     sys.stdout.flush()
+
+
+def serve_worker(worker_main: Callable[[Any], None], args: Any) -> None:
+    """Run a worker; on failure, tell the parent, which goes on with the other rows."""
+    try:
+        worker_main(args)
+    except Exception as err:
+        traceback.print_exc()
+        send({"error": f"{type(err).__name__}: {err}"})
 
 
 class Worker:

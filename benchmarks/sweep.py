@@ -16,7 +16,6 @@ import math
 import statistics
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -226,11 +225,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
-        try:
-            worker_main(args)
-        except Exception as err:
-            traceback.print_exc()
-            common.send({"error": f"{type(err).__name__}: {err}"})
+        common.serve_worker(worker_main, args)
         return
     thread_counts = common.parse_threads(args.threads)
     machine = common.probe_machine(thread_counts[0])
