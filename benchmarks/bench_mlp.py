@@ -5,7 +5,8 @@ categorical cross-entropy, Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7), batch 128.
 
 Rows (each in its own worker process, so thread variables and peak RSS are per row):
     tinynet-numpy   tinynet's fit() on the CPU
-    tinynet-cupy    tinynet's fit() on the GPU (CuPy)                      needs CuPy and a GPU
+    tinynet-cupy    tinynet's fit() on the GPU (CuPy), step replayed as a CUDA graph   needs CuPy and a GPU
+    tinynet-cupy-eager  the same with CUDA graphs off: every kernel launched from Python
     torch-cpu       the same network in eager PyTorch, manual batching     needs torch
     torch-cuda      the same on the GPU                                    needs torch with CUDA
     floor-numpy     only the step's eight matrix products, x 469 steps: the matmul floor
@@ -40,9 +41,9 @@ EVAL_BATCH = 1024  # tinynet's evaluate() default; torch uses the same
 WARMUP_EPOCHS = 1
 LOADED = 0.1  # other processes using more than 10% of one core during an epoch: flag it
 SEED = 0
-ROWS = ("tinynet-numpy", "torch-cpu", "floor-numpy", "tinynet-cupy", "torch-cuda", "floor-cupy")
-GPU_ROWS = ("tinynet-cupy", "torch-cuda", "floor-cupy")
-BASELINE = {"numpy": "tinynet-numpy", "cpu": "tinynet-numpy", "cupy": "tinynet-cupy", "cuda": "tinynet-cupy"}
+ROWS = ("tinynet-numpy", "torch-cpu", "floor-numpy", "tinynet-cupy", "tinynet-cupy-eager", "torch-cuda", "floor-cupy")
+BASELINE = {"numpy": "tinynet-numpy", "cpu": "tinynet-numpy", "cupy": "tinynet-cupy", "cupy-eager": "tinynet-cupy",
+            "cuda": "tinynet-cupy"}
 
 
 # =============================================================================================
@@ -75,7 +76,9 @@ class TinynetRow:
         from tinynet.layers import Activation, Dense, Dropout
         from tinynet.optimizers import Adam
         from tinynet.utils import to_categorical
+        backend, _, eager = backend.partition("-")
         tinynet.set_backend(backend)
+        tinynet.backend.set_cuda_graphs(not eager)
         tinynet.set_seed(SEED)
         self.xp = tinynet.backend.xp()
         x_train, y_train, x_test, y_test = data
@@ -246,7 +249,7 @@ class FloorRow:
 
 
 def make_row(name: str, args: argparse.Namespace) -> Any:
-    kind, backend = name.split("-")
+    kind, backend = name.split("-", 1)
     if kind == "floor":
         return FloorRow(backend)
     data = load_mnist(args.data_dir, args.synthetic)
@@ -282,7 +285,8 @@ def available_rows(requested: list[str], machine: dict[str, Any]) -> list[str]:
     """The requested rows this machine can run; says why each skipped one is skipped."""
     reasons, paths = {}, machine["gpu_paths"]
     if not paths["cupy_gpu"]:
-        reasons.update(dict.fromkeys(("tinynet-cupy", "floor-cupy"), "CuPy with a visible GPU not found"))
+        reasons.update(dict.fromkeys(("tinynet-cupy", "tinynet-cupy-eager", "floor-cupy"),
+                                     "CuPy with a visible GPU not found"))
     if machine["torch"] is None:
         reasons.update(dict.fromkeys(("torch-cpu", "torch-cuda"), "torch is not installed"))
     elif not paths["torch_cuda"]:
@@ -368,7 +372,7 @@ def summarise(results: dict[str, dict[str, Any]]) -> None:
             row["samples_per_s"] = N_TRAIN / row["median_epoch_s"]
         row["median_eval_s"] = statistics.median(row["eval_s"]) if row["eval_s"] else None
     for name, row in results.items():
-        base = results.get(BASELINE[name.split("-")[1]], {})
+        base = results.get(BASELINE[name.split("-", 1)[1]], {})
         if "median_epoch_s" in row and "median_epoch_s" in base:
             row["ratio_to_tinynet"] = row["median_epoch_s"] / base["median_epoch_s"]
 

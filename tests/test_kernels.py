@@ -33,6 +33,21 @@ def test_hashed_dropout_mask_depends_on_seed_and_index_only():
     assert np.array_equal(a.reshape(-1), backend.hashed_dropout_mask((4096,), 13107, 1.25, np.float64, seed=1)[:2048])
 
 
+def test_hashed_dropout_mask_changes_with_the_counter():
+    masks = [backend.hashed_dropout_mask((64, 32), 13107, 1.25, np.float32, seed=1, counter=c) for c in (0, 1, 2)]
+    assert np.array_equal(masks[0], backend.hashed_dropout_mask((64, 32), 13107, 1.25, np.float32, seed=1))
+    assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[1], masks[2])
+    # consecutive counters are unrelated streams, not shifted copies of one another
+    assert not np.array_equal(masks[0].reshape(-1)[1:], masks[1].reshape(-1)[:-1])
+
+
+def test_replayable_is_the_plain_function_on_the_cpu():
+    def step(a):
+        a += 1
+    with backend.using(backend="numpy"):
+        assert backend.replayable(step) is step
+
+
 def test_relu_backward_twin():
     gen = np.random.default_rng(0)
     dy, y = gen.standard_normal((2, 50, 7))
@@ -59,11 +74,14 @@ def _on(name, fn, *host_arrays):
 
 @needs_gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dropout_kernel_equals_its_twin_exactly(dtype):
+@pytest.mark.parametrize("counter", [None, 5])
+def test_dropout_kernel_equals_its_twin_exactly(dtype, counter):
     from tinynet import _cuda
+    scale = 1 / (1 - 13107 / 65536)
     with backend.using(backend="cupy"):
-        gpu = backend.to_numpy(_cuda.dropout_mask((128, 512), 13107, 1 / (1 - 13107 / 65536), dtype, seed=12345))
-    cpu = backend.hashed_dropout_mask((128, 512), 13107, 1 / (1 - 13107 / 65536), dtype, seed=12345)
+        on_device = None if counter is None else backend.xp().asarray(counter, dtype=np.uint64)
+        gpu = backend.to_numpy(_cuda.dropout_mask((128, 512), 13107, scale, dtype, seed=12345, counter=on_device))
+    cpu = backend.hashed_dropout_mask((128, 512), 13107, scale, dtype, seed=12345, counter=counter or 0)
     np.testing.assert_array_equal(gpu, cpu)
 
 
@@ -83,3 +101,76 @@ def test_relu_backward_kernel_matches_its_twin():
     dy, y = gen.standard_normal((2, 128, 512)).astype(np.float32)
     y = np.maximum(y, 0)
     np.testing.assert_array_equal(_on("cupy", backend.relu_backward, dy, y)[0], _on("numpy", backend.relu_backward, dy, y)[0])
+
+
+# ---- CUDA graphs, on a GPU ------------------------------------------------------------------------------------
+@needs_gpu
+def test_captured_step_replays_with_the_new_contents_of_its_arrays():
+    with backend.using(backend="cupy"):
+        xp = backend.xp()
+        step = backend.replayable(lambda a, total: xp.add(total, a * 2, out=total))
+        a, total = xp.zeros(1000, np.float32), xp.zeros(1000, np.float32)
+        for k in range(1, 6):  # an eager call, the recording (replayed at once), then plain replays
+            a[...] = k
+            step(a, total)
+        np.testing.assert_array_equal(backend.to_numpy(total), 2 * (1 + 2 + 3 + 4 + 5))
+        with pytest.raises(ValueError, match="same arrays"):
+            step(xp.zeros(1000, np.float32), total)
+
+
+@needs_gpu
+def test_captured_dropout_masks_are_fresh_at_every_replay():
+    """The recorded seed is fixed, the replay counter moves: call k >= 2 draws hashed(seed, k - 1)."""
+    threshold = round(0.5 * 65536)
+    with backend.using(backend="cupy"):
+        gen = np.random.default_rng(3)
+        seeds = np.random.default_rng(3).integers(2**63, size=2)  # the eager call's seed, then the recorded one
+        out = backend.xp().empty((32, 64), np.float32)
+
+        def draw(buffer):
+            buffer[...] = backend.dropout_mask(buffer.shape, 0.5, gen)
+        step = backend.replayable(draw)
+        for call in range(1, 5):
+            step(out)
+            counter, seed = (0, seeds[0]) if call == 1 else (call - 1, seeds[1])
+            want = backend.hashed_dropout_mask(out.shape, threshold, 2.0, np.float32, seed=int(seed), counter=counter)
+            np.testing.assert_array_equal(backend.to_numpy(out), want)
+
+
+def _graph_fit(graphs, dropout, epochs=2):
+    from tinynet import Sequential
+    from tinynet.layers import Activation, Dense, Dropout
+    gen = np.random.default_rng(4)
+    x = gen.standard_normal((300, 12)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[gen.integers(0, 4, 300)]
+    backend.set_seed(8)
+    model = Sequential([Dense(32, input_shape=(12,)), Activation("relu"), Dropout(dropout), Dense(4),
+                        Activation("softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    backend.set_cuda_graphs(graphs)
+    try:
+        history = model.fit(x, y, batch_size=64, epochs=epochs, verbose=0)  # 4 full batches and one of 44
+    finally:
+        backend.set_cuda_graphs(True)
+    return history.history, model.get_weights(), model.optimizer.iterations
+
+
+@needs_gpu
+def test_fit_with_a_cuda_graph_matches_fit_without():
+    with backend.using(backend="cupy"):
+        h_graph, w_graph, steps_graph = _graph_fit(True, dropout=0.0)
+        h_plain, w_plain, steps_plain = _graph_fit(False, dropout=0.0)
+    assert steps_graph == steps_plain == 10
+    for key in h_plain:
+        np.testing.assert_allclose(h_graph[key], h_plain[key], rtol=1e-5)
+    for a, b in zip(w_graph, w_plain):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_gpu
+def test_fit_with_a_cuda_graph_and_dropout_is_reproducible_and_learns():
+    with backend.using(backend="cupy"):
+        first, second = _graph_fit(True, dropout=0.2, epochs=8), _graph_fit(True, dropout=0.2, epochs=8)
+    for a, b in zip(first[1], second[1]):
+        np.testing.assert_array_equal(a, b)
+    assert first[0]["loss"][-1] < first[0]["loss"][0]

@@ -55,6 +55,21 @@ def test_tty_redraws_in_place_with_eta_and_throttles(clock):
     assert last.endswith("\n")
 
 
+def test_values_given_as_a_function_are_read_only_when_drawn(clock):
+    """fit() passes a function, so that a GPU's running loss is not read back at every step."""
+    stream, reads = TTY(), []
+
+    def values():
+        reads.append(clock.now)
+        return [("loss", 0.25)]
+    bar = Progbar(100, stream=stream)
+    for step in range(1, 101):
+        clock.now = step * 0.01  # a step every 10 ms, a redraw at most every 50 ms
+        bar.update(step, values)
+    assert len(reads) == stream.getvalue().count("\r") and 15 <= len(reads) <= 25
+    assert stream.getvalue().split("\r")[-1].rstrip().endswith(" - loss: 0.2500")
+
+
 def test_finalize_prints_once_and_long_durations(clock):
     stream = io.StringIO()
     bar = Progbar(10, stream=stream)

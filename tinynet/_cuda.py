@@ -6,28 +6,82 @@ read from GPU memory once. Tests compare every kernel with its NumPy twin.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import cupy
 import numpy as np
 
 _adam = cupy.ElementwiseKernel(
-    "T g, T step, T beta_1, T beta_2, T epsilon",
+    "T g, int64 t, float64 learning_rate, float64 beta_1, float64 beta_2, float64 epsilon, bool apply",
     "T p, T m_sum, T v_sum",
     """
-    m_sum = beta_1 * m_sum + g;
-    v_sum = beta_2 * v_sum + g * g;
-    p -= step * m_sum / (sqrt(v_sum) + epsilon);
+    if (!apply) return;
+    // the bias correction, from the step count in GPU memory (so a CUDA graph replay sees the new count)
+    double root = sqrt(1.0 - beta_2);
+    T step = learning_rate * sqrt(1.0 - pow(beta_2, (double)t)) / (1.0 - pow(beta_1, (double)t)) * (1.0 - beta_1) / root;
+    m_sum = (T)beta_1 * m_sum + g;
+    v_sum = (T)beta_2 * v_sum + g * g;
+    p -= m_sum / (sqrt(v_sum) + (T)(epsilon / root)) * step;
     """,
     "tinynet_adam",
 )
 
 
-def adam_update(p: Any, g: Any, m_sum: Any, v_sum: Any, step: float, beta_1: float, beta_2: float,
-                epsilon: float) -> None:
-    """Twin of backend.adam_update: all five lines of the NumPy version in one pass over memory."""
-    dtype = p.dtype.type
-    _adam(g, dtype(step), dtype(beta_1), dtype(beta_2), dtype(epsilon), p, m_sum, v_sum)
+def adam_update(p: Any, g: Any, m_sum: Any, v_sum: Any, t: Any, learning_rate: float, beta_1: float,
+                beta_2: float, epsilon: float, apply: Any) -> None:
+    """Twin of backend.adam_update: all its passes over memory in one."""
+    _adam(g, _int64(t), learning_rate, beta_1, beta_2, epsilon, _bool(apply), p, m_sum, v_sum)
+
+
+_sgd = cupy.ElementwiseKernel(
+    "T g, float64 learning_rate, float64 momentum, bool nesterov, bool apply",
+    "T p, T velocity",
+    """
+    if (!apply) return;
+    velocity = (T)momentum * velocity - (T)learning_rate * g;
+    p += nesterov ? (T)momentum * velocity - (T)learning_rate * g : velocity;
+    """,
+    "tinynet_sgd",
+)
+
+
+def sgd_update(p: Any, g: Any, velocity: Any, learning_rate: float, momentum: float, nesterov: bool,
+               apply: Any) -> None:
+    """Twin of backend.sgd_update, in one pass."""
+    _sgd(g, learning_rate, momentum, bool(nesterov), _bool(apply), p, velocity)
+
+
+_record_batch = cupy.ElementwiseKernel(
+    "T loss, I correct, float64 batch_size",
+    "float64 loss_sum, float64 correct_sum, float64 good, float64 failed, bool ok",
+    """
+    ok = isfinite(loss) && failed == 0;
+    if (ok) {
+        loss_sum += loss * batch_size;
+        correct_sum += correct;
+        good += 1;
+    } else {
+        failed = 1;
+    }
+    """,
+    "tinynet_record_batch",
+)
+
+
+def record_batch(totals: Any, loss: Any, correct: Any, batch_size: int) -> Any:
+    """Twin of backend.record_batch: one tiny kernel, so the host never waits for the loss."""
+    ok = cupy.empty((), dtype=bool)
+    correct = correct if isinstance(correct, cupy.ndarray) else np.int64(correct)  # no metrics: 0
+    _record_batch(loss, correct, np.float64(batch_size), totals[0], totals[1], totals[2], totals[3], ok)
+    return ok
+
+
+def _int64(value: Any) -> Any:
+    return value if isinstance(value, cupy.ndarray) else np.int64(value)
+
+
+def _bool(value: Any) -> Any:
+    return value if isinstance(value, cupy.ndarray) else np.bool_(value)
 
 
 _relu_backward = cupy.ElementwiseKernel("T dy, T y", "T dx", "dx = y > 0 ? dy : (T)0", "tinynet_relu_backward")
@@ -38,27 +92,40 @@ def relu_backward(dy: Any, y: Any) -> Any:
     return _relu_backward(dy, y)
 
 
-# splitmix64 of (seed + (i+1) * golden ratio): a counter-based generator, so every unit's bits
-# depend only on the seed and its index, and no random state lives on the GPU.
-_dropout_mask = cupy.ElementwiseKernel(
-    "uint64 seed, uint32 threshold, T scale",
-    "T mask",
-    """
-    unsigned long long z = seed + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ULL;
+_SPLITMIX64 = """
+__device__ unsigned long long tinynet_splitmix64(unsigned long long z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
+    return z ^ (z >> 31);
+}
+"""
+# A counter-based generator: every unit's bits depend only on the seed, the counter and its
+# index, so no random state lives on the GPU, and a graph replay gets new masks by a new counter.
+_dropout_mask = cupy.ElementwiseKernel(
+    "uint64 seed, uint64 counter, uint32 threshold, T scale",
+    "T mask",
+    """
+    const unsigned long long golden = 0x9E3779B97F4A7C15ULL;
+    unsigned long long key = tinynet_splitmix64(seed + (counter + 1) * golden);
+    unsigned long long z = tinynet_splitmix64(key + (unsigned long long)(i + 1) * golden);
     mask = (unsigned int)(z >> 48) >= threshold ? scale : (T)0;
     """,
     "tinynet_dropout_mask",
+    preamble=_SPLITMIX64,
 )
 
+# While a CapturedStep records, dropout masks read this counter, which the graph advances at every replay.
+_replay_counter: Any = None
 
-def dropout_mask(shape: tuple[int, ...], threshold: int, scale: float, dtype: Any, seed: int) -> Any:
+
+def dropout_mask(shape: tuple[int, ...], threshold: int, scale: float, dtype: Any, seed: int,
+                 counter: Any = None) -> Any:
     """Twin of backend.hashed_dropout_mask, drawn on the GPU in one launch."""
     dtype = np.dtype(dtype)
+    if counter is None:
+        counter = np.uint64(0) if _replay_counter is None else _replay_counter
     mask = cupy.empty(shape, dtype=dtype)
-    _dropout_mask(np.uint64(seed), np.uint32(threshold), dtype.type(scale), mask)
+    _dropout_mask(np.uint64(seed), counter, np.uint32(threshold), dtype.type(scale), mask)
     return mask
 
 
@@ -103,3 +170,45 @@ def softmax_cross_entropy(z: Any, y: Any) -> tuple[Any, Any]:
     _softmax_xent_kernel(z.dtype)(((n + threads - 1) // threads,), (threads,),
                                   (z, y, grad, row_loss, np.int32(n), np.int32(k)))
     return row_loss.sum() / n, grad
+
+
+class CapturedStep:
+    """The GPU version of backend.replayable(fn): run fn once, record it as a CUDA graph, then replay.
+
+    The recording runs on a side stream (CUDA cannot record the legacy default stream)
+    and allocates from a private memory pool: the graph keeps using the addresses of
+    the temporaries it allocated, so no other array may ever be given that memory.
+    Replays are launched on the current stream, in order with everything else.
+    """
+
+    def __init__(self, fn: Callable[..., None]) -> None:
+        self.fn = fn
+        self.args: tuple[Any, ...] | None = None
+        self.graph: Any = None
+        self.pool = cupy.cuda.MemoryPool()
+        self.counter = cupy.zeros((), dtype=np.uint64)
+
+    def __call__(self, *args: Any) -> None:
+        if self.args is None:  # compiles every kernel and creates lazily made state outside the recording
+            self.args = args
+            self.fn(*args)
+            return
+        if len(args) != len(self.args) or any(a is not b for a, b in zip(args, self.args)):
+            raise ValueError("replayable step: a recorded CUDA graph must be given the same arrays at every call")
+        if self.graph is None:
+            self.graph = self._record()
+        self.graph.launch()
+
+    def _record(self) -> Any:
+        global _replay_counter
+        stream = cupy.cuda.Stream(non_blocking=True)
+        with stream, cupy.cuda.using_allocator(self.pool.malloc):
+            stream.begin_capture()
+            _replay_counter = self.counter
+            try:
+                self.counter += np.uint64(1)
+                self.fn(*self.args)
+            finally:
+                _replay_counter = None
+                graph = stream.end_capture()
+        return graph

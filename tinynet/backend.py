@@ -9,9 +9,10 @@ optimizers ask it for the array module (`xp()`) and write `xp.maximum(...)`,
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -154,7 +155,9 @@ def dropout_mask(shape: tuple[int, ...], rate: float, gen: np.random.Generator) 
     the mean stays exact. On the CPU the bits come straight from the
     generator's raw 64-bit output (three times cheaper than float32 uniforms).
     On the GPU one kernel hashes a seed drawn from `gen` with each unit's index
-    (see hashed_dropout_mask, its NumPy twin), so seeds work on both backends.
+    (see hashed_dropout_mask, its NumPy twin), so seeds work on both backends;
+    inside a CUDA graph the seed is fixed when the step is recorded, and a
+    counter in GPU memory, advanced at every replay, gives each step fresh masks.
     """
     threshold = min(round(rate * 65536), 65535)  # a rate just below 1 still keeps something
     scale = 1.0 / (1.0 - threshold / 65536)
@@ -167,12 +170,26 @@ def dropout_mask(shape: tuple[int, ...], rate: float, gen: np.random.Generator) 
     return (bits >= threshold).astype(_floatx) * _floatx.type(scale)
 
 
-def hashed_dropout_mask(shape: tuple[int, ...], threshold: int, scale: float, dtype: Any, seed: int) -> np.ndarray:
-    """NumPy twin of the GPU dropout kernel: the bits of unit i are the top 16 of splitmix64(seed + (i+1) * golden)."""
-    z = np.uint64(seed) + np.arange(1, int(np.prod(shape)) + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """The output function of splitmix64: a bijection of 64-bit integers that scrambles every bit."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
+    return z ^ (z >> np.uint64(31))
+
+
+def hashed_dropout_mask(shape: tuple[int, ...], threshold: int, scale: float, dtype: Any, seed: int,
+                        counter: int = 0) -> np.ndarray:
+    """NumPy twin of the GPU dropout kernel.
+
+    key = splitmix64(seed + (counter + 1) * golden), the counter-th number of a splitmix64 stream
+    started at `seed`; the bits of unit i are the top 16 of splitmix64(key + (i + 1) * golden).
+    """
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps around, as it does in C
+        key = _splitmix64(np.uint64(seed) + np.uint64(counter + 1) * _GOLDEN)
+        z = _splitmix64(key + np.arange(1, int(np.prod(shape)) + 1, dtype=np.uint64) * _GOLDEN)
     return np.where((z >> np.uint64(48)) >= threshold, scale, 0).astype(dtype).reshape(shape)
 
 
@@ -200,16 +217,26 @@ def softmax_cross_entropy(z: Any, y: Any) -> tuple[Any, Any]:
     return -(y * log_p).sum() / n, (np.exp(log_p) - y) / n
 
 
-def adam_update(p: Any, g: Any, m_sum: Any, v_sum: Any, step: float, beta_1: float, beta_2: float,
-                epsilon: float) -> None:
-    """One Adam step over flat vectors, in place (see optimizers.Adam for where this comes from):
+def adam_update(p: Any, g: Any, m_sum: Any, v_sum: Any, t: Any, learning_rate: float, beta_1: float,
+                beta_2: float, epsilon: float, apply: Any = True) -> None:
+    """Adam step number `t` over flat vectors, in place, unless `apply` is false (see optimizers.Adam):
 
-    m_sum = beta_1 * m_sum + g;  v_sum = beta_2 * v_sum + g*g;  p -= step * m_sum / (sqrt(v_sum) + epsilon)
+    step = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t) * (1 - beta_1) / sqrt(1 - beta_2)
+    m_sum = beta_1 * m_sum + g;  v_sum = beta_2 * v_sum + g*g
+    p -= step * m_sum / (sqrt(v_sum) + epsilon / sqrt(1 - beta_2))
+
+    `t` and `apply` may live on the device: the GPU kernel reads them there, so the
+    host never waits for them and a recorded CUDA graph sees their new values.
     """
     if _name == "cupy":
         from tinynet import _cuda
-        _cuda.adam_update(p, g, m_sum, v_sum, step, beta_1, beta_2, epsilon)
+        _cuda.adam_update(p, g, m_sum, v_sum, t, learning_rate, beta_1, beta_2, epsilon, apply)
         return
+    if not apply:
+        return
+    t = int(t)
+    root = math.sqrt(1 - beta_2)
+    step = learning_rate * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t) * (1 - beta_1) / root
     tmp = _scratch(p)  # one reused buffer: NumPy would otherwise allocate a temporary per operation
     m_sum *= beta_1
     m_sum += g
@@ -217,10 +244,86 @@ def adam_update(p: Any, g: Any, m_sum: Any, v_sum: Any, step: float, beta_1: flo
     v_sum *= beta_2
     v_sum += tmp
     np.sqrt(v_sum, out=tmp)
-    tmp += epsilon
+    tmp += epsilon / root
     np.divide(m_sum, tmp, out=tmp)
     tmp *= step
     p -= tmp
+
+
+def sgd_update(p: Any, g: Any, velocity: Any, learning_rate: float, momentum: float, nesterov: bool,
+               apply: Any = True) -> None:
+    """One SGD step in place, unless `apply` is false (see optimizers.SGD):
+
+    velocity = momentum * velocity - learning_rate * g
+    p += velocity,  or with nesterov:  p += momentum * velocity - learning_rate * g
+    """
+    if _name == "cupy":
+        from tinynet import _cuda
+        _cuda.sgd_update(p, g, velocity, learning_rate, momentum, nesterov, apply)
+        return
+    if not apply:
+        return
+    velocity *= momentum
+    velocity -= learning_rate * g
+    if nesterov:
+        p += momentum * velocity - learning_rate * g
+    else:
+        p += velocity
+
+
+def record_batch(totals: Any, loss: Any, correct: Any, batch_size: int) -> Any:
+    """Add one training batch to an epoch's running totals, which stay on the device; may its update be applied?
+
+    totals = [loss_sum, correct_sum, good_batches, failed]. A batch is good when its loss is
+    finite and no earlier batch failed; the first bad batch sets `failed`, and every later one
+    is refused too, so the weights stay as they were before it. Returns that verdict as a 0-d
+    bool array, which the optimizer step reads on the device (one kernel on the GPU): the
+    host reads `totals` once per epoch instead of waiting for every batch's loss.
+    """
+    if _name == "cupy":
+        from tinynet import _cuda
+        return _cuda.record_batch(totals, loss, correct, batch_size)
+    ok = bool(np.isfinite(loss)) and not totals[3]
+    if ok:
+        totals[:3] += (float(loss) * batch_size, float(correct), 1)
+    else:
+        totals[3] = 1
+    return np.bool_(ok)
+
+
+def take_rows(x: Any, rows: Any, out: Any) -> Any:
+    """out[:] = x[rows]: gather a batch into a buffer that is reused for every batch."""
+    if _name == "cupy":
+        return _xp.take(x, rows, axis=0, out=out)
+    return np.take(x, rows, axis=0, out=out, mode="clip")  # "clip" skips the bounds check that would copy
+
+
+# ---- CUDA graphs ---------------------------------------------------------------------------
+_cuda_graphs = os.environ.get("TINYNET_CUDA_GRAPHS", "1") != "0"
+
+
+def set_cuda_graphs(enabled: bool) -> None:
+    """Record fit()'s training step as a CUDA graph on the GPU (default) or launch every kernel from Python.
+
+    Also settable with the environment variable TINYNET_CUDA_GRAPHS=0/1. No effect on the CPU.
+    """
+    global _cuda_graphs
+    _cuda_graphs = bool(enabled)
+
+
+def replayable(fn: Callable[..., None]) -> Callable[..., None]:
+    """`fn` itself on the CPU (or with graphs off); on the GPU, a version that replays a CUDA graph of it.
+
+    The GPU version runs fn once as usual (compiling its kernels and creating any state
+    fn makes lazily), records the second call as a CUDA graph, and from then on replays
+    that graph: one launch instead of one per kernel, with no Python in between. So fn
+    must be given the same arrays at every call (their contents may change), must not
+    read device values on the host, and may only keep what it allocates until the next call.
+    """
+    if _name == "cupy" and _cuda_graphs:
+        from tinynet import _cuda
+        return _cuda.CapturedStep(fn)
+    return fn
 
 
 _scratch_buffers: dict[tuple[tuple[int, ...], np.dtype], np.ndarray] = {}

@@ -207,13 +207,17 @@ class Sequential:
             if not layer.needs_input_grad:
                 break  # the first layer with weights: nothing below it needs a gradient
 
-    def _train_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
+    def _train_step(self, x: Any, y: Any, totals: Any) -> None:
+        """One optimizer step on the batch (x, y) that never waits for the device.
+
+        Its loss and number of correct predictions are added to `totals` on the device
+        (see backend.record_batch), and a batch whose loss is not finite changes no
+        weight. With nothing read back, the GPU can record the step as a CUDA graph.
+        """
         loss, correct = self._forward_loss(x, y, training=True)
-        if not math.isfinite(float(loss)):
-            raise _LossNotFinite(float(loss))
+        ok = backend.record_batch(totals, loss, correct, x.shape[0])
         self._backward()
-        self.optimizer.step(self.params, self.grads)
-        return loss, correct
+        self.optimizer.step(self.params, self.grads, apply=ok)
 
     # ---- the Keras API ------------------------------------------------------
     def fit(self, x: Any, y: Any, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
@@ -227,17 +231,18 @@ class Sequential:
         history = History()
         if verbose:
             print(f"Train on {x.shape[0]} samples" + (f", validate on {val[0].shape[0]} samples" if val else ""))
+        epoch_runner = _EpochRunner(self, x, y, batch_size, shuffle)
         for epoch in range(epochs):
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}")
             start = time.perf_counter()
-            try:
-                logs = self._train_epoch(x, y, batch_size, shuffle, verbose == 1)
-            except _LossNotFinite as err:
-                warnings.warn(f"fit: the loss became {err.value} at epoch {epoch + 1}/{epochs}, batch {err.batch}; "
-                              f"training stopped, keeping the weights from before that batch",
-                              RuntimeWarning, stacklevel=2)
+            sums, good_batches, failed = epoch_runner.run(Progbar(epoch_runner.steps) if verbose == 1 else None)
+            if failed:
+                warnings.warn(f"fit: the loss stopped being finite at epoch {epoch + 1}/{epochs}, batch "
+                              f"{good_batches + 1}/{epoch_runner.steps}; training stopped, keeping the weights from "
+                              f"before that batch", RuntimeWarning, stacklevel=2)
                 return history
+            logs = self._logs(*(s / x.shape[0] for s in sums))
             if val:
                 logs.update({"val_" + k: v for k, v in self._logs(*self._evaluate(*val, INFERENCE_BATCH)).items()})
             history.record(epoch, logs)
@@ -245,27 +250,6 @@ class Sequential:
                 print(f" - {_format_seconds(time.perf_counter() - start)} - "
                       + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return history
-
-    def _train_epoch(self, x: Any, y: Any, batch_size: int, shuffle: bool, progress: bool) -> dict[str, float]:
-        """One pass over (x, y) in mini-batches; mean loss and accuracy, summed on the device, read once."""
-        n, steps = x.shape[0], math.ceil(x.shape[0] / batch_size)
-        order = backend.to_device(backend.rng().permutation(n)) if shuffle else None
-        bar = Progbar(steps) if progress else None
-        loss_sum, correct_sum = 0.0, 0
-        for step in range(steps):
-            batch = slice(step * batch_size, (step + 1) * batch_size)
-            idx = batch if order is None else order[batch]
-            try:
-                loss, correct = self._train_batch(x[idx], y[idx])
-            except _LossNotFinite as err:
-                err.batch = f"{step + 1}/{steps}"
-                raise
-            seen = min(n, (step + 1) * batch_size)
-            loss_sum = loss_sum + loss * (seen - step * batch_size)
-            correct_sum = correct_sum + correct
-            if bar is not None:
-                bar.update(step + 1, list(self._logs(loss_sum / seen, correct_sum / seen).items()))
-        return self._logs(float(loss_sum) / n, float(correct_sum) / n)
 
     def _prepare_validation(self, validation_data: Any) -> tuple[Any, Any] | None:
         if validation_data is None:
@@ -321,11 +305,12 @@ class Sequential:
         self._require_compiled("train_on_batch")
         x = self._prepare_x(x, "train_on_batch")
         y = self._prepare_y(y, x.shape[0], "train_on_batch")
-        try:
-            loss, correct = self._train_batch(x, y)
-        except _LossNotFinite as err:
-            raise FloatingPointError(f"train_on_batch: the loss became {err.value}; the step was not applied") from None
-        logs = self._logs(loss, float(correct) / x.shape[0])
+        totals = backend.xp().zeros(4)
+        self._train_step(x, y, totals)
+        loss_sum, correct_sum, _, failed = backend.to_numpy(totals)
+        if failed:
+            raise FloatingPointError("train_on_batch: the loss became NaN or infinite; the step was not applied")
+        logs = self._logs(loss_sum / x.shape[0], correct_sum / x.shape[0])
         return list(logs.values()) if self.metrics else logs["loss"]
 
     # ---- weights, summary, saving -------------------------------------------
@@ -371,10 +356,47 @@ class Sequential:
         saving.save_model(self, path)
 
 
-class _LossNotFinite(Exception):
-    def __init__(self, value: float) -> None:
-        self.value = value
-        self.batch = "?"
+class _EpochRunner:
+    """fit()'s passes over (x, y) in mini-batches, with what they reuse from one epoch to the next.
+
+    Every full batch is gathered into the same two buffers and trained by one
+    `replayable` step (a CUDA graph on the GPU); a smaller last batch runs as it is.
+    The running totals stay on the device and are read once per epoch (and when
+    the progress bar redraws), so the GPU never idles waiting for the host.
+    """
+
+    def __init__(self, model: Sequential, x: Any, y: Any, batch_size: int, shuffle: bool) -> None:
+        xp = backend.xp()
+        self.model, self.x, self.y, self.shuffle = model, x, y, shuffle
+        self.batch_size = min(batch_size, x.shape[0])
+        self.steps = math.ceil(x.shape[0] / self.batch_size)
+        self.x_batch = xp.empty((self.batch_size,) + x.shape[1:], x.dtype)
+        self.y_batch = xp.empty((self.batch_size,) + y.shape[1:], y.dtype)
+        self.totals = xp.zeros(4)  # loss_sum, correct_sum, good_batches, failed: see backend.record_batch
+        self.full_step = backend.replayable(model._train_step)
+
+    def run(self, bar: Progbar | None) -> tuple[tuple[float, float], int, bool]:
+        """One epoch: (loss_sum, correct_sum), how many batches were good, and whether one failed."""
+        n, size = self.x.shape[0], self.batch_size
+        order = backend.to_device(backend.rng().permutation(n)) if self.shuffle else backend.xp().arange(n)
+        self.totals[...] = 0
+        for step in range(self.steps):
+            rows = order[step * size:(step + 1) * size]
+            if rows.shape[0] == size:
+                backend.take_rows(self.x, rows, out=self.x_batch)
+                backend.take_rows(self.y, rows, out=self.y_batch)
+                self.full_step(self.x_batch, self.y_batch, self.totals)
+            else:
+                self.model._train_step(self.x[rows], self.y[rows], self.totals)
+            if bar is not None:
+                seen = min(n, (step + 1) * size)
+                bar.update(step + 1, lambda: list(self._logs(seen).items()))
+        loss_sum, correct_sum, good, failed = backend.to_numpy(self.totals)
+        return (loss_sum, correct_sum), int(good), bool(failed)
+
+    def _logs(self, seen: int) -> dict[str, float]:
+        loss_sum, correct_sum = backend.to_numpy(self.totals[:2])
+        return self.model._logs(loss_sum / seen, correct_sum / seen)
 
 
 def _check_positive_int(what: str, **values: Any) -> None:

@@ -6,7 +6,6 @@ an optimizer updates the whole network with a handful of vector operations.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,12 @@ from tinynet import backend
 
 
 class Optimizer:
-    """Base class: `step(params, grads)` updates `params` in place; state is kept between steps."""
+    """Base class: `step(params, grads)` updates `params` in place; state is kept between steps.
+
+    The step count `t` lives on the backend, next to the state vectors: on the GPU a
+    step never waits for the host, and `apply` (a 0-d bool array from the model,
+    false when the batch's loss was not finite) can skip it without the host looking.
+    """
 
     name = "optimizer"
     state_names: tuple[str, ...] = ()
@@ -26,29 +30,43 @@ class Optimizer:
         if not learning_rate > 0:
             raise ValueError(f"{type(self).__name__}: learning_rate must be > 0, got {learning_rate!r}")
         self.learning_rate = float(learning_rate)
-        self.iterations = 0
+        self.t: Any = None
+        for name in self.state_names:
+            setattr(self, name, None)
 
-    def step(self, params: Any, grads: Any) -> None:
+    @property
+    def iterations(self) -> int:
+        """How many steps were applied (read from the device: not for the hot path)."""
+        return 0 if self.t is None else int(self.t)
+
+    def step(self, params: Any, grads: Any, apply: Any = True) -> None:
+        """Update `params` in place from `grads`, unless `apply` is false."""
+        self._zeros_like_state(params)
+        self.t += apply
+        self._update(params, grads, apply)
+
+    def _update(self, params: Any, grads: Any, apply: Any) -> None:
         raise NotImplementedError
 
     def _zeros_like_state(self, params: Any) -> None:
         """Create zeroed state vectors (on the backend) the first time, or after the model changed size."""
-        if getattr(self, self.state_names[0], None) is None or getattr(self, self.state_names[0]).shape != params.shape:
+        first = getattr(self, self.state_names[0])
+        if first is None or first.shape != params.shape:
             for name in self.state_names:
                 setattr(self, name, backend.xp().zeros_like(params))
-            self.iterations = 0
+            self.t = backend.xp().zeros((), dtype=np.int64)
 
     def get_state(self) -> dict[str, np.ndarray]:
         """A snapshot (host copies) of the step count and the state vectors."""
         state = {"iterations": np.array(self.iterations)}
         for name in self.state_names:
-            if getattr(self, name, None) is not None:
+            if getattr(self, name) is not None:
                 state[name] = backend.to_numpy(getattr(self, name)).copy()
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore a snapshot from get_state (copied, so later steps never write into `state`)."""
-        self.iterations = int(state["iterations"])
+        self.t = backend.xp().array(int(state["iterations"]), dtype=np.int64)
         for name in self.state_names:
             if name in state:
                 setattr(self, name, backend.xp().array(state[name]))  # keeps the dtype it was saved with
@@ -74,17 +92,9 @@ class SGD(Optimizer):
             raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        self.velocity = None
 
-    def step(self, params: Any, grads: Any) -> None:
-        self._zeros_like_state(params)
-        self.iterations += 1
-        self.velocity *= self.momentum
-        self.velocity -= self.learning_rate * grads
-        if self.nesterov:
-            params += self.momentum * self.velocity - self.learning_rate * grads
-        else:
-            params += self.velocity
+    def _update(self, params: Any, grads: Any, apply: Any) -> None:
+        backend.sgd_update(params, grads, self.velocity, self.learning_rate, self.momentum, self.nesterov, apply)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -103,6 +113,7 @@ class Adam(Optimizer):
     instead. Their updates, m_sum = beta_1 * m_sum + g and v_sum = beta_2 * v_sum + g^2,
     are two passes over the parameters fewer, and the last line becomes
     p -= alpha * (1 - beta_1) / sqrt(1 - beta_2) * m_sum / (sqrt(v_sum) + epsilon / sqrt(1 - beta_2)).
+    backend.adam_update does these three lines (one kernel on the GPU).
     """
 
     name = "adam"
@@ -115,16 +126,10 @@ class Adam(Optimizer):
             if not 0 <= beta < 1:
                 raise ValueError(f"Adam: {label} must be in [0, 1), got {beta!r}")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
-        self.m_sum = self.v_sum = None
 
-    def step(self, params: Any, grads: Any) -> None:
-        self._zeros_like_state(params)
-        self.iterations += 1
-        t = self.iterations
-        alpha = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        root = math.sqrt(1 - self.beta_2)
-        backend.adam_update(params, grads, self.m_sum, self.v_sum, alpha * (1 - self.beta_1) / root,
-                            self.beta_1, self.beta_2, self.epsilon / root)
+    def _update(self, params: Any, grads: Any, apply: Any) -> None:
+        backend.adam_update(params, grads, self.m_sum, self.v_sum, self.t, self.learning_rate,
+                            self.beta_1, self.beta_2, self.epsilon, apply)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

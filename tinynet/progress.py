@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO, Union
 
 REDRAW_INTERVAL = 0.05  # seconds between two redraws of the same bar
+Values = Union[list[tuple[str, float]], Callable[[], list[tuple[str, float]]]]
 
 
 def _duration(seconds: float) -> str:
@@ -43,8 +44,12 @@ class Progbar:
         self._last_len = 0
         self._finished = False
 
-    def update(self, current: int, values: list[tuple[str, float]] | None = None, finalize: bool = False) -> None:
-        """Record that `current` steps are done; `values` (name, number) pairs are shown after the bar."""
+    def update(self, current: int, values: Values | None = None, finalize: bool = False) -> None:
+        """Record that `current` steps are done; `values` (name, number) pairs are shown after the bar.
+
+        `values` may be a function returning them, called only when the bar is drawn:
+        fit() passes one, so the GPU's running loss is read 20 times a second, not at every step.
+        """
         if self._finished:
             return
         stream = self._stream if self._stream is not None else sys.stdout
@@ -54,6 +59,8 @@ class Progbar:
         if not done and (not tty or now - self._last_draw < REDRAW_INTERVAL):
             return
         self._last_draw = now
+        if callable(values):
+            values = values()
         line = self._line(current, values or [], now - self._start, done)
         # Pad with spaces so that a shorter line fully covers the previous one on a terminal.
         stream.write(("\r" + line.ljust(self._last_len) if tty else line) + ("\n" if done else ""))
