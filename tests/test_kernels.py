@@ -119,8 +119,29 @@ def test_captured_step_replays_with_the_new_contents_of_its_arrays():
 
 
 @needs_gpu
+def test_captured_step_runs_its_matrix_products_between_the_graphs():
+    """CuPy refuses cuBLAS during a recording: the products are cut out and run in order at each replay."""
+    gen = np.random.default_rng(7)
+    w = gen.standard_normal((16, 16)).astype(np.float32)
+    with backend.using(backend="cupy"):
+        def step(a, weights, out):
+            h = backend.matmul(a, weights)
+            h += 1
+            backend.matmul(h, weights, out=out)
+            out *= 2
+        replay = backend.replayable(step)
+        a, weights, out = backend.xp().empty((8, 16), np.float32), backend.to_device(w), backend.xp().empty((8, 16), np.float32)
+        for _ in range(4):
+            host_a = gen.standard_normal((8, 16)).astype(np.float32)
+            a[...] = backend.to_device(host_a)
+            replay(a, weights, out)
+            np.testing.assert_allclose(backend.to_numpy(out), 2 * ((host_a @ w + 1) @ w), rtol=1e-4, atol=1e-4)
+        assert len(replay.parts) == 5  # graph, product, graph, product, graph
+
+
+@needs_gpu
 def test_captured_dropout_masks_are_fresh_at_every_replay():
-    """The recorded seed is fixed, the replay counter moves: call k >= 2 draws hashed(seed, k - 1)."""
+    """Call k uses replay counter k; the first (eager) call draws its own seed, the recording fixes the next one."""
     threshold = round(0.5 * 65536)
     with backend.using(backend="cupy"):
         gen = np.random.default_rng(3)
@@ -132,8 +153,8 @@ def test_captured_dropout_masks_are_fresh_at_every_replay():
         step = backend.replayable(draw)
         for call in range(1, 5):
             step(out)
-            counter, seed = (0, seeds[0]) if call == 1 else (call - 1, seeds[1])
-            want = backend.hashed_dropout_mask(out.shape, threshold, 2.0, np.float32, seed=int(seed), counter=counter)
+            seed = seeds[0] if call == 1 else seeds[1]
+            want = backend.hashed_dropout_mask(out.shape, threshold, 2.0, np.float32, seed=int(seed), counter=call)
             np.testing.assert_array_equal(backend.to_numpy(out), want)
 
 

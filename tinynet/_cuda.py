@@ -52,7 +52,7 @@ def sgd_update(p: Any, g: Any, velocity: Any, learning_rate: float, momentum: fl
 
 
 _record_batch = cupy.ElementwiseKernel(
-    "T loss, I correct, float64 batch_size",
+    "T loss, int64 correct, float64 batch_size",
     "float64 loss_sum, float64 correct_sum, float64 good, float64 failed, bool ok",
     """
     ok = isfinite(loss) && failed == 0;
@@ -71,7 +71,8 @@ _record_batch = cupy.ElementwiseKernel(
 def record_batch(totals: Any, loss: Any, correct: Any, batch_size: int) -> Any:
     """Twin of backend.record_batch: one tiny kernel, so the host never waits for the loss."""
     ok = cupy.empty((), dtype=bool)
-    correct = correct if isinstance(correct, cupy.ndarray) else np.int64(correct)  # no metrics: 0
+    # a typed parameter: CuPy cannot infer a placeholder type from a bare scalar (0 without metrics)
+    correct = correct.astype(np.int64, copy=False) if isinstance(correct, cupy.ndarray) else np.int64(correct)
     _record_batch(loss, correct, np.float64(batch_size), totals[0], totals[1], totals[2], totals[3], ok)
     return ok
 
@@ -172,43 +173,88 @@ def softmax_cross_entropy(z: Any, y: Any) -> tuple[Any, Any]:
     return row_loss.sum() / n, grad
 
 
-class CapturedStep:
-    """The GPU version of backend.replayable(fn): run fn once, record it as a CUDA graph, then replay.
+def matmul(a: Any, b: Any, out: Any) -> Any:
+    """Twin of backend.matmul; while a CapturedStep records, the product is cut out of the graph."""
+    if _recording is not None:
+        return _recording.record_matmul(a, b, out)
+    return cupy.matmul(a, b, out=out)
 
-    The recording runs on a side stream (CUDA cannot record the legacy default stream)
-    and allocates from a private memory pool: the graph keeps using the addresses of
-    the temporaries it allocated, so no other array may ever be given that memory.
-    Replays are launched on the current stream, in order with everything else.
+
+_recording: CapturedStep | None = None  # the step being recorded, if any
+
+
+class CapturedStep:
+    """The GPU version of backend.replayable(fn): run fn once, record it as CUDA graphs, then replay.
+
+    CuPy refuses cuBLAS calls while a stream is being captured, so the recording is cut
+    at every matrix product: the step becomes graph, product, graph, product, ... graph,
+    and a replay launches the graphs and calls cuBLAS for the products in between, all
+    in order on the current stream. The recording runs on a side stream (CUDA cannot
+    record the legacy default stream) and allocates from a private memory pool: the
+    graphs keep using the addresses of the temporaries they allocated, so no other array
+    may ever be given that memory.
     """
 
     def __init__(self, fn: Callable[..., None]) -> None:
         self.fn = fn
         self.args: tuple[Any, ...] | None = None
-        self.graph: Any = None
+        self.parts: list[Callable[[], Any]] | None = None  # graph launches and products, in order
         self.pool = cupy.cuda.MemoryPool()
+        self.stream = cupy.cuda.Stream(non_blocking=True)
         self.counter = cupy.zeros((), dtype=np.uint64)
 
     def __call__(self, *args: Any) -> None:
-        if self.args is None:  # compiles every kernel and creates lazily made state outside the recording
+        if self.args is None:
             self.args = args
-            self.fn(*args)
+            self._run_with_counter(self.fn)  # compiles every kernel before the recording
             return
         if len(args) != len(self.args) or any(a is not b for a, b in zip(args, self.args)):
             raise ValueError("replayable step: a recorded CUDA graph must be given the same arrays at every call")
-        if self.graph is None:
-            self.graph = self._record()
-        self.graph.launch()
+        if self.parts is None:
+            self.parts = self._record()
+        for part in self.parts:
+            part()
 
-    def _record(self) -> Any:
+    def _run_with_counter(self, fn: Callable[[], None]) -> None:
+        """fn(*args) with dropout masks keyed to self.counter, which moves on first (fresh masks every call)."""
         global _replay_counter
-        stream = cupy.cuda.Stream(non_blocking=True)
-        with stream, cupy.cuda.using_allocator(self.pool.malloc):
-            stream.begin_capture()
-            _replay_counter = self.counter
+        _replay_counter = self.counter
+        try:
+            self.counter += np.uint64(1)
+            fn(*self.args)
+        finally:
+            _replay_counter = None
+
+    def _record(self) -> list[Callable[[], Any]]:
+        global _recording
+        self.parts = []
+        with self.stream, cupy.cuda.using_allocator(self.pool.malloc):
+            self.stream.begin_capture()
+            _recording = self
             try:
-                self.counter += np.uint64(1)
-                self.fn(*self.args)
+                self._run_with_counter(self.fn)
+            except BaseException:
+                _end_capture_quietly(self.stream)
+                self.parts = None  # the next call records again rather than replaying half a step
+                raise
             finally:
-                _replay_counter = None
-                graph = stream.end_capture()
-        return graph
+                _recording = None
+            self.parts.append(self.stream.end_capture().launch)
+        return self.parts
+
+    def record_matmul(self, a: Any, b: Any, out: Any) -> Any:
+        """Close the graph so far, note the product a @ b for replays, and open the next graph."""
+        self.parts.append(self.stream.end_capture().launch)
+        if out is None:  # from the private pool: later graphs read it at this address
+            out = cupy.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a.dtype, b.dtype))
+        self.parts.append(functools.partial(cupy.matmul, a, b, out=out))
+        self.stream.begin_capture()
+        return out
+
+
+def _end_capture_quietly(stream: Any) -> None:
+    """Leave capture mode after a failure, keeping the original error rather than CUDA's follow-up one."""
+    try:
+        stream.end_capture()
+    except Exception:  # noqa: BLE001 - the capture is already invalid; the caller re-raises the real error
+        pass

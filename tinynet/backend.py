@@ -193,6 +193,16 @@ def hashed_dropout_mask(shape: tuple[int, ...], threshold: int, scale: float, dt
     return np.where((z >> np.uint64(48)) >= threshold, scale, 0).astype(dtype).reshape(shape)
 
 
+def matmul(a: Any, b: Any, out: Any = None) -> Any:
+    """a @ b, into `out` when given. Layers call this rather than `@` for the GPU's sake: CuPy
+    refuses cuBLAS calls while a CUDA graph is being recorded, so there the product is run
+    between the parts of the graph (see _cuda.CapturedStep)."""
+    if _name == "cupy":
+        from tinynet import _cuda
+        return _cuda.matmul(a, b, out)
+    return np.matmul(a, b, out=out)
+
+
 def relu_backward(dy: Any, y: Any) -> Any:
     """dx = dy where the ReLU's output y > 0, else 0 (one fused kernel on the GPU)."""
     if _name == "cupy":
@@ -315,10 +325,11 @@ def replayable(fn: Callable[..., None]) -> Callable[..., None]:
     """`fn` itself on the CPU (or with graphs off); on the GPU, a version that replays a CUDA graph of it.
 
     The GPU version runs fn once as usual (compiling its kernels and creating any state
-    fn makes lazily), records the second call as a CUDA graph, and from then on replays
-    that graph: one launch instead of one per kernel, with no Python in between. So fn
-    must be given the same arrays at every call (their contents may change), must not
-    read device values on the host, and may only keep what it allocates until the next call.
+    fn makes lazily), records the second call as CUDA graphs, and from then on replays
+    them: a handful of launches instead of one per kernel. So fn must be given the same
+    arrays at every call (their contents may change), must not read device values on
+    the host, must do its matrix products with backend.matmul, and may only keep what it
+    allocates until the next call.
     """
     if _name == "cupy" and _cuda_graphs:
         from tinynet import _cuda

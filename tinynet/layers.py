@@ -116,15 +116,14 @@ class Dense(Layer):
         if x.ndim != 2 or x.shape[1] != self.W.shape[0]:
             raise ValueError(f"{self.name}: expected input of shape (batch, {self.W.shape[0]}), got {tuple(x.shape)}")
         self.x = x
-        y = x @ self.W
+        y = backend.matmul(x, self.W)
         y += self.b
         return y
 
     def backward(self, dy: Any) -> Any:
-        xp = backend.xp()
-        xp.matmul(self.x.T, dy, out=self.dW)
-        xp.sum(dy, axis=0, out=self.db)
-        return dy @ self.W.T if self.needs_input_grad else None
+        backend.matmul(self.x.T, dy, out=self.dW)
+        backend.xp().sum(dy, axis=0, out=self.db)
+        return backend.matmul(dy, self.W.T) if self.needs_input_grad else None
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units, "kernel_initializer": self.kernel_initializer,
