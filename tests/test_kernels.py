@@ -158,14 +158,14 @@ def test_captured_dropout_masks_are_fresh_at_every_replay():
             np.testing.assert_array_equal(backend.to_numpy(out), want)
 
 
-def _graph_fit(graphs, dropout, epochs=2):
+def _graph_fit(graphs, dropout, epochs=2, hidden_activation="relu"):
     from tinynet import Sequential
     from tinynet.layers import Activation, Dense, Dropout
     gen = np.random.default_rng(4)
     x = gen.standard_normal((300, 12)).astype(np.float32)
     y = np.eye(4, dtype=np.float32)[gen.integers(0, 4, 300)]
     backend.set_seed(8)
-    model = Sequential([Dense(32, input_shape=(12,)), Activation("relu"), Dropout(dropout), Dense(4),
+    model = Sequential([Dense(32, input_shape=(12,)), Activation(hidden_activation), Dropout(dropout), Dense(4),
                         Activation("softmax")])
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     backend.set_cuda_graphs(graphs)
@@ -177,10 +177,11 @@ def _graph_fit(graphs, dropout, epochs=2):
 
 
 @needs_gpu
-def test_fit_with_a_cuda_graph_matches_fit_without():
+@pytest.mark.parametrize("hidden_activation", ["relu", "linear"])  # linear: two products in a row, an empty graph between
+def test_fit_with_a_cuda_graph_matches_fit_without(hidden_activation):
     with backend.using(backend="cupy"):
-        h_graph, w_graph, steps_graph = _graph_fit(True, dropout=0.0)
-        h_plain, w_plain, steps_plain = _graph_fit(False, dropout=0.0)
+        h_graph, w_graph, steps_graph = _graph_fit(True, dropout=0.0, hidden_activation=hidden_activation)
+        h_plain, w_plain, steps_plain = _graph_fit(False, dropout=0.0, hidden_activation=hidden_activation)
     assert steps_graph == steps_plain == 10
     for key in h_plain:
         np.testing.assert_allclose(h_graph[key], h_plain[key], rtol=1e-5)

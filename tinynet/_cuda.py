@@ -190,16 +190,16 @@ class CapturedStep:
     at every matrix product: the step becomes graph, product, graph, product, ... graph,
     and a replay launches the graphs and calls cuBLAS for the products in between, all
     in order on the current stream. The recording runs on a side stream (CUDA cannot
-    record the legacy default stream) and allocates from a private memory pool: the
-    graphs keep using the addresses of the temporaries they allocated, so no other array
-    may ever be given that memory.
+    record the legacy default stream) and allocates from a memory pool of its own: the
+    graphs keep using the addresses of the temporaries they allocated, so no ordinary
+    array may ever be given that memory. All recordings share that pool and it is never
+    freed, so no memory is returned to CUDA (which would spoil a recording) while one runs.
     """
 
     def __init__(self, fn: Callable[..., None]) -> None:
         self.fn = fn
         self.args: tuple[Any, ...] | None = None
         self.parts: list[Callable[[], Any]] | None = None  # graph launches and products, in order
-        self.pool = cupy.cuda.MemoryPool()
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.counter = cupy.zeros((), dtype=np.uint64)
 
@@ -228,7 +228,7 @@ class CapturedStep:
     def _record(self) -> list[Callable[[], Any]]:
         global _recording
         self.parts = []
-        with self.stream, cupy.cuda.using_allocator(self.pool.malloc):
+        with self.stream, cupy.cuda.using_allocator(_graph_pool().malloc):
             self.stream.begin_capture()
             _recording = self
             try:
@@ -250,6 +250,11 @@ class CapturedStep:
         self.parts.append(functools.partial(cupy.matmul, a, b, out=out))
         self.stream.begin_capture()
         return out
+
+
+@functools.lru_cache(maxsize=None)
+def _graph_pool() -> Any:
+    return cupy.cuda.MemoryPool()
 
 
 def _end_capture_quietly(stream: Any) -> None:
