@@ -206,7 +206,7 @@ class CapturedStep:
     def __call__(self, *args: Any) -> None:
         if self.args is None:
             self.args = args
-            self._run_with_counter(self.fn)  # compiles every kernel before the recording
+            self._run_with_counter()  # compiles every kernel before the recording
             return
         if len(args) != len(self.args) or any(a is not b for a, b in zip(args, self.args)):
             raise ValueError("replayable step: a recorded CUDA graph must be given the same arrays at every call")
@@ -215,13 +215,13 @@ class CapturedStep:
         for part in self.parts:
             part()
 
-    def _run_with_counter(self, fn: Callable[[], None]) -> None:
+    def _run_with_counter(self) -> None:
         """fn(*args) with dropout masks keyed to self.counter, which moves on first (fresh masks every call)."""
         global _replay_counter
         _replay_counter = self.counter
         try:
             self.counter += np.uint64(1)
-            fn(*self.args)
+            self.fn(*self.args)
         finally:
             _replay_counter = None
 
@@ -232,7 +232,7 @@ class CapturedStep:
             self.stream.begin_capture()
             _recording = self
             try:
-                self._run_with_counter(self.fn)
+                self._run_with_counter()
             except BaseException:
                 _end_capture_quietly(self.stream)
                 self.parts = None  # the next call records again rather than replaying half a step
@@ -245,7 +245,7 @@ class CapturedStep:
     def record_matmul(self, a: Any, b: Any, out: Any) -> Any:
         """Close the graph so far, note the product a @ b for replays, and open the next graph."""
         self.parts.append(self.stream.end_capture().launch)
-        if out is None:  # from the private pool: later graphs read it at this address
+        if out is None:  # from the recordings' pool: later graphs read it at this address
             out = cupy.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a.dtype, b.dtype))
         self.parts.append(functools.partial(cupy.matmul, a, b, out=out))
         self.stream.begin_capture()

@@ -184,7 +184,7 @@ def hashed_dropout_mask(shape: tuple[int, ...], threshold: int, scale: float, dt
                         counter: int = 0) -> np.ndarray:
     """NumPy twin of the GPU dropout kernel.
 
-    key = splitmix64(seed + (counter + 1) * golden), the counter-th number of a splitmix64 stream
+    key = splitmix64(seed + (counter + 1) * golden), number counter + 1 of the splitmix64 stream
     started at `seed`; the bits of unit i are the top 16 of splitmix64(key + (i + 1) * golden).
     """
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps around, as it does in C
