@@ -6,7 +6,7 @@
 Each layer's forward/backward, the loss, the accuracy metric, the dropout masks and the
 Adam step are wrapped with timers (exclusive time: a mask drawn inside Dropout.forward counts
 as "dropout mask", not twice); "fit loop, other" is the epoch minus all of them (shuffling,
-gathering each batch, reading the loss back, Python). For scale, the same epoch's eight matrix
+gathering each batch, adding up the batch totals, Python). For scale, the same epoch's eight matrix
 products alone (the matmul floor of bench_mlp.py) and the batch gathering are timed standalone.
 The wrappers cost about a microsecond per call, ~20 calls per step: under 1% of an epoch.
 """
@@ -66,20 +66,24 @@ def instrument(model: Any, timers: ExclusiveTimers) -> None:
 
 
 def gather_seconds(x: Any, y: Any, batch: int) -> float:
-    """One epoch of what fit() does to get its batches: a permutation, then x[idx], y[idx] per step."""
+    """One epoch of what fit() does to get its batches: a permutation, then each batch's rows gathered
+    into two reused buffers (backend.take_rows)."""
     import numpy as np
+    from tinynet import backend
+    x_batch, y_batch = np.empty((batch,) + x.shape[1:], x.dtype), np.empty((batch,) + y.shape[1:], y.dtype)
     start = time.perf_counter()
     order = np.random.default_rng(0).permutation(len(x))
-    for first in range(0, len(x), batch):
-        idx = order[first:first + batch]
-        x[idx], y[idx]
+    for first in range(0, len(x) - batch + 1, batch):
+        rows = order[first:first + batch]
+        backend.take_rows(x, rows, out=x_batch)
+        backend.take_rows(y, rows, out=y_batch)
     return time.perf_counter() - start
 
 
 def print_table(timers: ExclusiveTimers, epoch_s: float, plain_s: float, floor_s: float, gather_s: float,
                 epochs: int, steps: int) -> None:
     rows = sorted(((label, s / epochs) for label, s in timers.seconds.items()), key=lambda r: -r[1])
-    rows.append(("fit loop, other (shuffle, gather, loss readback, Python)", epoch_s - sum(s for _, s in rows)))
+    rows.append(("fit loop, other (shuffle, gather, batch totals, Python)", epoch_s - sum(s for _, s in rows)))
     print(f"{'component (exclusive time)':<58} {'s/epoch':>8} {'% epoch':>8} {'us/step':>8} {'calls/step':>10}")
     print("-" * 96)
     for label, seconds in rows:
@@ -96,7 +100,7 @@ def print_table(timers: ExclusiveTimers, epoch_s: float, plain_s: float, floor_s
           f"  the eight matmuls of every step (matmul floor)         {floor_s:8.3f} s/epoch "
           f"({100 * floor_s / epoch_s:.0f}% of the epoch)\n"
           f"  Dense forward + backward above                         {dense:8.3f} s/epoch ({rest})\n"
-          f"  permutation + x[idx], y[idx] for every step            {gather_s:8.3f} s/epoch")
+          f"  permutation + gathering every full batch's rows        {gather_s:8.3f} s/epoch")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
