@@ -105,6 +105,7 @@ def test_relu_backward_kernel_matches_its_twin():
 
 # ---- CUDA graphs, on a GPU ------------------------------------------------------------------------------------
 @needs_gpu
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a failed recording falls back with a warning
 def test_captured_step_replays_with_the_new_contents_of_its_arrays():
     with backend.using(backend="cupy"):
         xp = backend.xp()
@@ -119,6 +120,7 @@ def test_captured_step_replays_with_the_new_contents_of_its_arrays():
 
 
 @needs_gpu
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a failed recording falls back with a warning
 def test_captured_step_runs_its_matrix_products_between_the_graphs():
     """CuPy refuses cuBLAS during a recording: the products are cut out and run in order at each replay."""
     gen = np.random.default_rng(7)
@@ -140,6 +142,7 @@ def test_captured_step_runs_its_matrix_products_between_the_graphs():
 
 
 @needs_gpu
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a failed recording falls back with a warning
 def test_captured_dropout_masks_are_fresh_at_every_replay():
     """Call k uses replay counter k; the first (eager) call draws its own seed, the recording fixes the next one."""
     threshold = round(0.5 * 65536)
@@ -177,6 +180,7 @@ def _graph_fit(graphs, dropout, epochs=2, hidden_activation="relu"):
 
 
 @needs_gpu
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a failed recording falls back with a warning
 @pytest.mark.parametrize("hidden_activation", ["relu", "linear"])  # linear: two products in a row, an empty graph between
 def test_fit_with_a_cuda_graph_matches_fit_without(hidden_activation):
     with backend.using(backend="cupy"):
@@ -190,6 +194,7 @@ def test_fit_with_a_cuda_graph_matches_fit_without(hidden_activation):
 
 
 @needs_gpu
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a failed recording falls back with a warning
 def test_fit_with_a_cuda_graph_and_dropout_is_reproducible_and_learns():
     with backend.using(backend="cupy"):
         first, second = _graph_fit(True, dropout=0.2, epochs=8), _graph_fit(True, dropout=0.2, epochs=8)

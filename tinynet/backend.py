@@ -329,7 +329,8 @@ def replayable(fn: Callable[..., None]) -> Callable[..., None]:
     them: a handful of launches instead of one per kernel. So fn must be given the same
     arrays at every call (their contents may change), must not read device values on
     the host, must do its matrix products with backend.matmul, and may only keep what it
-    allocates until the next call.
+    allocates until the next call. If the recording fails, a RuntimeWarning says why and
+    the step runs without graphs from then on.
     """
     if _name == "cupy" and _cuda_graphs:
         from tinynet import _cuda
