@@ -81,6 +81,7 @@ class SGD(Optimizer):
     velocity = momentum * velocity - learning_rate * g
     p += velocity                                    (plain momentum)
     p += momentum * velocity - learning_rate * g     (nesterov=True)
+    backend.sgd_update does these lines (one kernel on the GPU).
     """
 
     name = "sgd"
