@@ -7,6 +7,8 @@ Rows (each in its own worker process, so thread variables and peak RSS are per r
     tinynet-numpy   tinynet's fit() on the CPU
     tinynet-cupy    tinynet's fit() on the GPU (CuPy), step replayed as a CUDA graph   needs CuPy and a GPU
     tinynet-cupy-eager  the same with CUDA graphs off: every kernel launched from Python
+    tinynet-numpy-textbook  tinynet-numpy with the engine's fast twins off (TINYNET_FAST=0)   not run by default
+    before-numpy    tinynet-numpy from another checkout (--before PATH): a change side by side   not run by default
     torch-cpu       the same network in eager PyTorch, manual batching     needs torch
     torch-cuda      the same on the GPU                                    needs torch with CUDA
     floor-numpy     only the step's eight matrix products, x 469 steps: the matmul floor
@@ -15,6 +17,8 @@ Rows (each in its own worker process, so thread variables and peak RSS are per r
     python benchmarks/bench_mlp.py                    # 1 thread and all threads, real MNIST
     python benchmarks/bench_mlp.py --threads 1 --epochs 5 --rows tinynet-numpy,floor-numpy
     python benchmarks/bench_mlp.py --synthetic        # random data of MNIST's shapes
+    git worktree add /tmp/before HEAD~1 && python benchmarks/bench_mlp.py --threads 1 \
+        --rows tinynet-numpy,before-numpy,floor-numpy --before /tmp/before     # before/after a change
 
 Epochs of all rows of a table are interleaved (one epoch of each row in turn), so a slow
 spell of a shared machine hits every row alike; medians are printed, raw times go to the JSON.
@@ -41,9 +45,11 @@ EVAL_BATCH = 1024  # tinynet's evaluate() default; torch uses the same
 WARMUP_EPOCHS = 1
 LOADED = 0.1  # other processes using more than 10% of one core during an epoch: flag it
 SEED = 0
-ROWS = ("tinynet-numpy", "torch-cpu", "floor-numpy", "tinynet-cupy", "tinynet-cupy-eager", "torch-cuda", "floor-cupy")
-BASELINE = {"numpy": "tinynet-numpy", "cpu": "tinynet-numpy", "cupy": "tinynet-cupy", "cupy-eager": "tinynet-cupy",
-            "cuda": "tinynet-cupy"}
+DEFAULT_ROWS = ("tinynet-numpy", "torch-cpu", "floor-numpy", "tinynet-cupy", "tinynet-cupy-eager", "torch-cuda",
+                "floor-cupy")
+ROWS = DEFAULT_ROWS + ("tinynet-numpy-textbook", "before-numpy")
+BASELINE = {"numpy": "tinynet-numpy", "numpy-textbook": "tinynet-numpy", "cpu": "tinynet-numpy",
+            "cupy": "tinynet-cupy", "cupy-eager": "tinynet-cupy", "cuda": "tinynet-cupy"}
 
 
 # =============================================================================================
@@ -76,9 +82,12 @@ class TinynetRow:
         from tinynet.layers import Activation, Dense, Dropout
         from tinynet.optimizers import Adam
         from tinynet.utils import to_categorical
-        backend, _, eager = backend.partition("-")
+        backend, _, variant = backend.partition("-")
         tinynet.set_backend(backend)
-        tinynet.backend.set_cuda_graphs(not eager)
+        if variant == "eager":
+            tinynet.engine.set_cuda_graphs(False)
+        elif variant == "textbook":
+            tinynet.engine.set_fast(False)
         tinynet.set_seed(SEED)
         self.xp = tinynet.backend.xp()
         x_train, y_train, x_test, y_test = data
@@ -253,14 +262,14 @@ def make_row(name: str, args: argparse.Namespace) -> Any:
     if kind == "floor":
         return FloorRow(backend)
     data = load_mnist(args.data_dir, args.synthetic)
-    if kind == "tinynet":
+    if kind in ("tinynet", "before"):
         return TinynetRow(backend, data)
     return TorchRow(backend, args.worker_threads, data)
 
 
 def worker_main(args: argparse.Namespace) -> None:
     """Serve one row: set up, then answer each command line from the parent with one message."""
-    common.use_checkout()
+    common.use_checkout(args.before if args.worker.startswith("before-") else None)
     start = time.perf_counter()
     row = make_row(args.worker, args)
     common.send({"ready": True, "setup_s": time.perf_counter() - start})
@@ -281,7 +290,7 @@ def worker_main(args: argparse.Namespace) -> None:
 # =============================================================================================
 # Parent side: decide the rows, drive the workers in interleaved rounds, print and save.
 # =============================================================================================
-def available_rows(requested: list[str], machine: dict[str, Any]) -> list[str]:
+def available_rows(requested: list[str], machine: dict[str, Any], args: argparse.Namespace) -> list[str]:
     """The requested rows this machine can run; says why each skipped one is skipped."""
     reasons, paths = {}, machine["gpu_paths"]
     if not paths["cupy_gpu"]:
@@ -291,6 +300,8 @@ def available_rows(requested: list[str], machine: dict[str, Any]) -> list[str]:
         reasons.update(dict.fromkeys(("torch-cpu", "torch-cuda"), "torch is not installed"))
     elif not paths["torch_cuda"]:
         reasons["torch-cuda"] = "torch sees no CUDA device"
+    if not args.before:
+        reasons["before-numpy"] = "no --before checkout given"
     for name in requested:
         if name in reasons:
             print(f"skipping {name}: {reasons[name]}")
@@ -303,6 +314,8 @@ def start_worker(name: str, threads: int, args: argparse.Namespace) -> common.Wo
         argv.append("--synthetic")
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
+    if args.before:
+        argv += ["--before", args.before]
     return common.Worker(name, argv, common.thread_env(threads))
 
 
@@ -388,17 +401,17 @@ def _others(shares: list[float | None]) -> str:
 
 
 def format_table(results: dict[str, dict[str, Any]], threads: int) -> str:
-    header = (f"{'row':<14} {'threads':>7} {'epoch s':>8} {'min-max s':>11} {'samples/s':>10} {'eval 10k s':>10} "
+    header = (f"{'row':<22} {'threads':>7} {'epoch s':>8} {'min-max s':>11} {'samples/s':>10} {'eval 10k s':>10} "
               f"{'test acc':>8} {'peak RSS MiB':>12} {'GPU pool MiB':>12} {'x tinynet':>9} {'others':>6}")
     lines = [header, "-" * len(header)]
     for name, row in results.items():
         if "median_epoch_s" not in row:
-            lines.append(f"{name:<14} {threads:>7} failed: {row.get('error', 'no epochs measured')}")
+            lines.append(f"{name:<22} {threads:>7} failed: {row.get('error', 'no epochs measured')}")
             continue
         acc = "-" if row.get("test_accuracy") is None else f"{row['test_accuracy']:.4f}"
         eval_s = "-" if row["median_eval_s"] is None else f"{row['median_eval_s']:.3f}"
         ratio = f"{row['ratio_to_tinynet']:.2f}" if "ratio_to_tinynet" in row else "-"
-        lines.append(f"{name:<14} {threads:>7} {row['median_epoch_s']:>8.3f} "
+        lines.append(f"{name:<22} {threads:>7} {row['median_epoch_s']:>8.3f} "
                      f"{min(row['epoch_s']):>5.2f}-{max(row['epoch_s']):<5.2f} {row['samples_per_s']:>10,.0f} "
                      f"{eval_s:>10} {acc:>8} {_mib(row.get('peak_rss_bytes')):>12} "
                      f"{_mib(row.get('gpu_pool_bytes')):>12} {ratio:>9} {_others(row['others_share']):>6}")
@@ -424,7 +437,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3, help="measured epochs per row, after one warm-up (default 3)")
     parser.add_argument("--threads", default=None,
                         help="BLAS/OpenMP threads, e.g. 1 or 1,4 (default: 1 and all logical cores, one table each)")
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
+    parser.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
+    parser.add_argument("--before", default=None,
+                        help="another tinynet checkout (e.g. a git worktree of the previous commit) for the before-numpy row")
     parser.add_argument("--synthetic", action="store_true", help="random data of MNIST's shapes instead of MNIST")
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default $TINYNET_DATA, else ../shared/mnist)")
     parser.add_argument("--json", default=None,
@@ -451,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.epochs < 3:
         print(f"note: a median of {args.epochs} epoch(s) is noisy; 3 or more is better")
     machine = common.probe_machine(thread_counts[0])
-    rows = available_rows([r for r in ROWS if r in requested], machine)
+    rows = available_rows([r for r in ROWS if r in requested], machine, args)
     if not rows:
         raise SystemExit("no row can run on this machine; see the reasons above")
     print(common.describe(machine))

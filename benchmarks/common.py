@@ -32,10 +32,11 @@ SETTLE_S = 0.2  # pause between workers: idle OpenBLAS/OpenMP threads spin for ~
 
 
 # ---- threads ----------------------------------------------------------------------
-def use_checkout() -> None:
-    """Import tinynet from this checkout, whatever is installed."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
+def use_checkout(root: str | Path | None = None) -> None:
+    """Import tinynet from this checkout (or from the checkout at `root`), whatever is installed."""
+    root = str(Path(root).resolve() if root else REPO_ROOT)
+    if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def thread_env(threads: int) -> dict[str, str]:

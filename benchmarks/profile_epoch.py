@@ -52,7 +52,7 @@ class ExclusiveTimers:
 
 def instrument(model: Any, timers: ExclusiveTimers) -> None:
     """Wrap every component of a training step of `model` (instances and module functions only)."""
-    from tinynet import backend, metrics
+    from tinynet import engine, metrics
     for layer in model.layers:
         kind = type(layer).__name__
         layer.forward = timers.wrap(layer.forward, f"{kind} forward")
@@ -60,23 +60,19 @@ def instrument(model: Any, timers: ExclusiveTimers) -> None:
     model.loss.forward = timers.wrap(model.loss.forward, "loss forward (log-softmax, CE, grad)")
     model.loss.backward = timers.wrap(model.loss.backward, "loss backward")
     model.optimizer.step = timers.wrap(model.optimizer.step, "Adam step")
-    # looked up through the module at call time, so patching the module attribute is seen by the library
-    backend.dropout_mask = timers.wrap(backend.dropout_mask, "dropout mask (random bits)")
+    # looked up at call time, so patching these attributes is seen by the library
+    if engine.fast.dropout_mask:  # with TINYNET_FAST=0 the mask is drawn inside Dropout.forward
+        engine.fast.dropout_mask = timers.wrap(engine.fast.dropout_mask, "dropout mask (random bits)")
     metrics.count_correct = timers.wrap(metrics.count_correct, "accuracy (argmax, compare)")
 
 
 def gather_seconds(x: Any, y: Any, batch: int) -> float:
-    """One epoch of what fit() does to get its batches: a permutation, then each batch's rows gathered
-    into two reused buffers (backend.take_rows)."""
-    import numpy as np
-    from tinynet import backend
-    x_batch, y_batch = np.empty((batch,) + x.shape[1:], x.dtype), np.empty((batch,) + y.shape[1:], y.dtype)
+    """One epoch of what fit() does to get its batches (training.Batches): a permutation, then each
+    batch's rows gathered into two reused buffers."""
+    from tinynet.training import Batches
     start = time.perf_counter()
-    order = np.random.default_rng(0).permutation(len(x))
-    for first in range(0, len(x) - batch + 1, batch):
-        rows = order[first:first + batch]
-        backend.take_rows(x, rows, out=x_batch)
-        backend.take_rows(y, rows, out=y_batch)
+    for _ in Batches(x, y, batch, shuffle=True):
+        pass
     return time.perf_counter() - start
 
 

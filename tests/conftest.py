@@ -33,3 +33,13 @@ def xb(request):
     with backend.using(backend=request.param):
         tinynet.set_seed(SEED)
         yield request.param
+
+
+@pytest.fixture(autouse=True)
+def _engine_as_configured():
+    """A test that switches the fast twins or CUDA graphs off leaves them as they were."""
+    from tinynet import engine
+    fast, graphs = engine.is_fast(), engine._state["cuda_graphs"]
+    yield
+    engine._state["cuda_graphs"] = graphs
+    engine.set_fast(fast)

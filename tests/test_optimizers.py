@@ -145,14 +145,14 @@ def test_get_state_is_a_copy(xb):
     restored = SGD(0.1, momentum=0.5)
     restored.set_state(state)
     state["velocity"][...] = 42
-    np.testing.assert_allclose(backend.to_numpy(restored.velocity), [-0.1, -0.1, -0.1], rtol=1e-6)
+    np.testing.assert_allclose(backend.to_numpy(restored.slots["velocity"]), [-0.1, -0.1, -0.1], rtol=1e-6)
 
 
 def test_state_resets_when_the_model_changes_size(xb):
     opt = Adam()
     opt.step(backend.to_device(np.zeros(3)), backend.to_device(np.ones(3)))
     opt.step(backend.to_device(np.zeros(5)), backend.to_device(np.ones(5)))
-    assert opt.iterations == 1 and opt.m_sum.shape == (5,)
+    assert opt.iterations == 1 and opt.slots["m"].shape == (5,)
 
 
 # ---- construction ----------------------------------------------------------------------------------

@@ -154,3 +154,24 @@ def test_the_reference_gradients_are_right():
             w[i] = old
             numeric[i] = (plus - minus) / (2 * eps)
         np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_the_one_batch_api_by_hand_matches_the_reference(xb):
+    """forward_loss and backward, called by hand, give the reference's loss and every gradient."""
+    weights = _initial_weights(3)
+    x, y = next(_batches(4))
+    want_loss, _, want_grads = reference_loss_and_grads(weights, x, y)
+    with backend.using(dtype="float64"):
+        model = _tinynet_mlp("sgd")
+        model.set_weights(weights)
+        loss = model.forward_loss(x, y)
+        model.backward()
+    assert float(loss) == pytest.approx(want_loss, rel=RTOL)
+    got = [backend.to_numpy(g) for layer in model.layers for g in layer.gradients()]
+    assert len(got) == len(want_grads)
+    for i, (g, want) in enumerate(zip(got, want_grads)):
+        np.testing.assert_allclose(g, want, rtol=RTOL, atol=1e-13, err_msg=f"gradient {i}")
+    offset = 0
+    for g in got:  # the layers' gradients are the model's flat gradient vector, piece by piece
+        np.testing.assert_array_equal(backend.to_numpy(model.grads[offset:offset + g.size]), g.reshape(-1))
+        offset += g.size

@@ -210,7 +210,64 @@ def test_optimizer_state_that_does_not_fit_the_weights_is_rejected(tmp_path):
     model.save(tmp_path / "m.tinynet")
     with np.load(tmp_path / "m.tinynet") as archive:
         arrays = dict(archive)
-    arrays["optimizer.m_sum"] = arrays["optimizer.m_sum"][:-1]
+    arrays["optimizer.m"] = arrays["optimizer.m"][:-1]
     np.savez(tmp_path / "bad.npz", **arrays)
-    with pytest.raises(ValueError, match=r"bad\.npz: not a valid tinynet model file .*optimizer state m_sum"):
+    with pytest.raises(ValueError, match=r"bad\.npz: not a valid tinynet model file .*optimizer state m "):
         tinynet.load_model(tmp_path / "bad.npz")
+
+
+# ---- files of the previous format ------------------------------------------------------------------------
+DATA = os.path.join(os.path.dirname(__file__), "data")  # made by data/make_v1.py with tinynet at commit 1218518
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_version_1_files_still_load_and_train_on(name):  # no xb: the file's continuation was made on the CPU
+    path = os.path.join(DATA, f"v1-{name}.tinynet")
+    with np.load(path) as archive:
+        raw = dict(archive)
+    assert json.loads(raw["config"].tobytes())["version"] == 1
+    loaded = tinynet.load_model(path)
+    assert loaded.name == f"v1_{name}" and loaded.optimizer.iterations == int(raw["optimizer.iterations"]) == 10
+    # the weights are the stored vector: the forward pass written out in NumPy from the raw file agrees
+    p = raw["params"].astype(np.float64)
+    W1, b1, W2, b2 = p[:20].reshape(4, 5), p[20:25], p[25:40].reshape(5, 3), p[40:43]
+    continued = np.load(os.path.join(DATA, "v1-continued.npz"))
+    x, y = continued["x"], continued["y"]
+    z = np.maximum(x @ W1 + b1, 0) @ W2 + b2
+    want = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(loaded.predict(x), want / want.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    state = loaded.optimizer.get_state()
+    if name == "adam":  # version 1 stored the running sums m / (1 - beta_1), v / (1 - beta_2); Keras's m and v now
+        np.testing.assert_allclose(state["m"], raw["optimizer.m_sum"] * 0.1, rtol=1e-6)
+        np.testing.assert_allclose(state["v"], raw["optimizer.v_sum"] * 0.001, rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(state["velocity"], raw["optimizer.velocity"])
+    # and one more epoch ends where the previous version's did (up to float32 rounding of the converted state),
+    # with the dropout masks that version drew: the CPU twin's
+    tinynet.engine.set_fast(True)
+    tinynet.set_seed(5)
+    loaded.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    for i, w in enumerate(loaded.get_weights()):
+        np.testing.assert_allclose(w, continued[f"{name}.after_one_more_epoch.{i}"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_newer_format_version_is_named(saved, tmp_path):
+    _, path = saved
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    config = json.loads(arrays["config"].tobytes())
+    config["version"] = 3
+    arrays["config"] = np.frombuffer(json.dumps(config).encode(), np.uint8)
+    np.savez(tmp_path / "future.npz", **arrays)
+    with pytest.raises(ValueError, match=r"future\.npz: not a valid tinynet model file .*format version 3; "
+                                         r"this tinynet reads versions 1 and 2"):
+        tinynet.load_model(tmp_path / "future.npz")
+
+
+def test_saving_never_imports_the_model():
+    import ast
+    source = open(os.path.join(os.path.dirname(tinynet.__file__), "saving.py")).read()
+    imported = {alias.name for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)
+                for alias in node.names} | {node.module for node in ast.walk(ast.parse(source))
+                                             if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"model", "tinynet.model", "layers", "optimizers", "losses", "Sequential"}

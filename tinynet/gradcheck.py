@@ -60,15 +60,22 @@ def _rewinder(layers: list[Any]) -> Callable[[], None]:
 
 
 def check_layer(layer: Any, x: Any, training: bool = True, seed: int = 0) -> dict[str, float]:
-    """Relative errors of dL/dx and of each weight's gradient for L = sum(layer(x) * r), r random."""
+    """Relative errors of dL/dx and of each weight's gradient for L = sum(layer(x) * r), r random.
+
+    The layer's weights are swapped for float64 copies during the check (its own stay
+    untouched), and a backward that rebinds a gradient (`self.dW = ...`) instead of
+    writing into it is refused with the same error a model gives.
+    """
     xp = backend.xp()
     x = backend.to_device(np.array(backend.to_numpy(x), dtype=np.float64))
     if layer.output_shape is None:
         layer.build(tuple(x.shape[1:]))
     originals = [(name, getattr(layer, name), getattr(layer, "d" + name)) for name in layer.weight_names]
+    installed = {}
     for name, w, _ in originals:
         setattr(layer, name, w.astype(xp.float64))  # a float64 copy, so float32 storage is untouched
-        setattr(layer, "d" + name, xp.zeros(w.shape, xp.float64))
+        installed["d" + name] = xp.zeros(w.shape, xp.float64)
+        setattr(layer, "d" + name, installed["d" + name])
     rewind = _rewinder([layer])
     needs_input_grad, layer.needs_input_grad = layer.needs_input_grad, True  # a model's first layer skips dx
     try:
@@ -82,9 +89,14 @@ def check_layer(layer: Any, x: Any, training: bool = True, seed: int = 0) -> dic
 
         loss()
         errors = {"x": relative_error(layer.backward(r), numerical_gradient(loss, x))}
-        analytic = {name: getattr(layer, "d" + name).copy() for name in layer.weight_names}
+        for name, gradient in installed.items():
+            if getattr(layer, name) is not gradient:
+                raise ValueError(f"{layer.name}: backward replaced {name} with a new array instead of writing into "
+                                 f"it, so inside a model the optimizer would never see that gradient; write "
+                                 f"self.{name}[...] = ...")
+        analytic = {name: grad.copy() for name, grad in installed.items()}
         for name in layer.weight_names:
-            errors[name] = relative_error(analytic[name], numerical_gradient(loss, getattr(layer, name)))
+            errors[name] = relative_error(analytic["d" + name], numerical_gradient(loss, getattr(layer, name)))
     finally:
         rewind()
         layer.needs_input_grad = needs_input_grad
@@ -108,31 +120,36 @@ def check_loss(loss: Any, y_pred: Any, y_true: Any, from_logits: bool | None = N
 
 
 def check_model(model: Any, x: Any, y: Any, training: bool = True, seed: int = 0) -> dict[str, float]:
-    """Relative error of every weight's gradient of the model's loss on the batch (x, y)."""
-    model._require_compiled("check_model")
-    old_dtype = model.params.dtype
-    model._pack_weights(np.float64)
-    rewind = _rewinder(model.layers)
-    try:
-        x = model._prepare_x(np.asarray(backend.to_numpy(x), np.float64), "check_model")
-        y = model._prepare_y(y, x.shape[0], "check_model")
+    """Relative error of every weight's gradient of the model's loss on the batch (x, y).
 
-        def loss() -> float:
-            rewind()
-            with backend.seeded(seed):
-                return float(model._forward_loss(x, y, training)[0])
+    Checks a float64 copy of the model (same layers, weights and loss; `model` is left
+    alone), driven through the public one-batch API: forward_loss, backward, params, grads.
+    """
+    model.require_compiled("check_model")
+    x = np.asarray(backend.to_numpy(x), np.float64)
+    if not model.built:
+        model.build(x.shape[1:])
+    with backend.using(dtype="float64"):
+        copy = type(model)([type(layer).from_config(layer.get_config()) for layer in model.layers], name=model.name)
+        copy.build(model.input_shape)
+    copy.set_weights(model.get_weights())
+    copy.compile(loss=type(model.loss).from_config(model.loss.get_config()), optimizer="sgd")
+    rewind = _rewinder(copy.layers)
+    x = backend.to_device(x)
 
-        loss()
-        model._backward()
-        analytic = model.grads.copy()
-        numeric = numerical_gradient(loss, model.params)
-        errors, offset = {}, 0
-        for layer in model.layers:
-            for name, w in zip(layer.weight_names, layer.weights()):
-                end = offset + int(w.size)
-                errors[f"{layer.name}.{name}"] = relative_error(analytic[offset:end], numeric[offset:end])
-                offset = end
-    finally:
+    def loss() -> float:
         rewind()
-        model._pack_weights(old_dtype)
+        with backend.seeded(seed):
+            return float(copy.forward_loss(x, y, training))
+
+    loss()
+    copy.backward()
+    analytic = copy.grads.copy()
+    numeric = numerical_gradient(loss, copy.params)
+    errors, offset = {}, 0
+    for layer in copy.layers:
+        for name, w in zip(layer.weight_names, layer.weights()):
+            end = offset + int(w.size)
+            errors[f"{layer.name}.{name}"] = relative_error(analytic[offset:end], numeric[offset:end])
+            offset = end
     return errors

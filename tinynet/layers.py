@@ -4,17 +4,21 @@ Every layer has `forward(x, training)`, which remembers what the backward pass
 will need, and `backward(dy)`, which takes dL/dy (the gradient of the loss with
 respect to the layer's output) and returns dL/dx, filling the gradients of the
 layer's own weights on the way. A weight named `W` has its gradient in `dW`.
+Where a line has a faster twin in tinynet/engine, it is called in one line beside
+the textbook code; TINYNET_FAST=0 runs the textbook code only.
 """
 from __future__ import annotations
 
 import itertools
 import re
+import weakref
 from collections import defaultdict
 from typing import Any, Iterator
 
 import numpy as np
 
 from tinynet import backend, initializers
+from tinynet.engine import fast
 
 Shape = tuple[int, ...]
 _name_counters: dict[str, Iterator[int]] = defaultdict(itertools.count)
@@ -25,10 +29,20 @@ def _snake_case(name: str) -> str:
 
 
 class Layer:
-    """Base class: a named step of the network, with weights listed in `weight_names`."""
+    """Base class: a named step of the network, with weights listed in `weight_names`.
+
+    The gradient contract: inside a model, each weight W and its gradient dW are views
+    into the model's flat parameter and gradient vectors, so `backward` must write *into*
+    dW (`self.dW[...] = x.T @ dy`), never rebind it (`self.dW = x.T @ dy` would leave the
+    model's gradient vector, and so the optimizer, without it). The model checks this after
+    every backward pass and names the layer that broke it; gradcheck.check_layer does too.
+
+    A layer belongs to at most one model and appears in it once (`model` says which).
+    """
 
     weight_names: tuple[str, ...] = ()
     needs_input_grad = True  # the model turns this off where nothing below needs dL/dx (the first Dense)
+    _model: weakref.ref | None = None
 
     def __init__(self, name: str | None = None, input_shape: Shape | None = None) -> None:
         if name is None:
@@ -65,8 +79,31 @@ class Layer:
     def count_params(self) -> int:
         return sum(int(w.size) for w in self.weights())
 
+    @property
+    def model(self) -> Any:
+        """The model this layer belongs to, or None."""
+        return None if self._model is None else self._model()
+
+    def attach(self, model: Any) -> None:
+        """Belong to `model`; a layer already in a model (this one or another) refuses."""
+        owner = self.model
+        if owner is not None:
+            where = "is already in this model" if owner is model else f"already belongs to model {owner.name!r}"
+            raise ValueError(f"{model.name}.add: layer {self.name!r} {where}; a layer belongs to one model and "
+                             f"appears in it once, with weights of its own: make a new layer, e.g. another "
+                             f"{type(self).__name__}(...)")
+        self._model = weakref.ref(model)
+
+    def detach(self) -> None:
+        self._model = None
+
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """A new layer like the one get_config described (fresh weights, no model)."""
+        return cls(**config)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -116,14 +153,16 @@ class Dense(Layer):
         if x.ndim != 2 or x.shape[1] != self.W.shape[0]:
             raise ValueError(f"{self.name}: expected input of shape (batch, {self.W.shape[0]}), got {tuple(x.shape)}")
         self.x = x
-        y = backend.matmul(x, self.W)
-        y += self.b
-        return y
+        if fast.dense_forward:
+            return fast.dense_forward(x, self.W, self.b)
+        return x @ self.W + self.b
 
     def backward(self, dy: Any) -> Any:
-        backend.matmul(self.x.T, dy, out=self.dW)
-        backend.xp().sum(dy, axis=0, out=self.db)
-        return backend.matmul(dy, self.W.T) if self.needs_input_grad else None
+        if fast.dense_backward:
+            return fast.dense_backward(self.x, dy, self.W, self.dW, self.db, self.needs_input_grad)
+        self.dW[...] = self.x.T @ dy
+        self.db[...] = dy.sum(axis=0)
+        return dy @ self.W.T if self.needs_input_grad else None  # the model's first Dense skips dx
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units, "kernel_initializer": self.kernel_initializer,
@@ -142,7 +181,9 @@ class ReLU(Layer):
         return self.y
 
     def backward(self, dy: Any) -> Any:
-        return backend.relu_backward(dy, self.y)
+        if fast.relu_backward:
+            return fast.relu_backward(dy, self.y)
+        return dy * (self.y > 0)
 
 
 class Softmax(Layer):
@@ -190,6 +231,7 @@ class Dropout(Layer):
     forward (training):  y = x * mask,  mask = 0 with probability rate, else 1 / (1 - rate)
     forward (inference): y = x          (the 1/(1-rate) scaling at training keeps the mean equal)
     backward:            dx = dy * mask
+    mask:                keep = (u >= rate) for u uniform in [0, 1);  mask = keep / (1 - rate)
 
     `seed` gives the layer its own mask sequence (without it, `tinynet.set_seed`
     decides); CPU and GPU draw different masks from the same seed.
@@ -208,8 +250,16 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             self.mask = None
             return x
-        self.mask = backend.dropout_mask(x.shape, self.rate, self._rng or backend.rng())
+        self.mask = self.draw_mask(x.shape)
         return x * self.mask
+
+    def draw_mask(self, shape: Shape) -> Any:
+        """0 with probability `rate`, else 1 / (1 - rate); drawn from the layer's own generator or tinynet's."""
+        gen = self._rng or backend.rng()
+        if fast.dropout_mask:  # the same distribution from cheaper random bits
+            return fast.dropout_mask(shape, self.rate, gen, backend.floatx())
+        keep = backend.to_device(gen.random(shape) >= self.rate)
+        return keep.astype(backend.floatx()) / backend.floatx().type(1 - self.rate)
 
     def backward(self, dy: Any) -> Any:
         return dy if self.mask is None else dy * self.mask

@@ -17,12 +17,18 @@ from typing import Any
 import numpy as np
 
 from tinynet import backend
+from tinynet.engine import fast
 
 EPSILON = 1e-7  # Keras clips probabilities to [eps, 1 - eps] so log never sees 0
 
 
 class CategoricalCrossentropy:
-    """Cross-entropy against one-hot targets of shape (n, classes)."""
+    """Cross-entropy against one-hot targets y of shape (n, classes).
+
+    on probabilities p:  L = -1/n * sum(y * log(clip(p, eps, 1 - eps))),  dL/dp = -y / p / n  (0 where clipped)
+    on scores z (from_logits, or after a softmax layer):
+                         L = -1/n * sum(y * log_softmax(z)),              dL/dz = (softmax(z) - y) / n
+    """
 
     name = "categorical_crossentropy"
 
@@ -47,10 +53,14 @@ class CategoricalCrossentropy:
     def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None) -> Any:
         """Mean loss over the batch (a 0-d array on the backend); remembers dL/dy_pred for backward."""
         y = self.target = self.one_hot(y_true, y_pred.shape[1])
-        if self.from_logits if from_logits is None else from_logits:
-            loss, self.grad = backend.softmax_cross_entropy(y_pred, y)  # the fused (p - y) / n
-            return loss
         xp, n = backend.xp(), y_pred.shape[0]
+        if self.from_logits if from_logits is None else from_logits:
+            if fast.softmax_cross_entropy:  # the same lines in one GPU kernel
+                loss, self.grad = fast.softmax_cross_entropy(y_pred, y)
+                return loss
+            log_p = log_softmax(y_pred)
+            self.grad = (xp.exp(log_p) - y) / n  # (softmax(z) - y) / n
+            return -(y * log_p).sum() / n
         p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)  # the clip has no gradient outside
         self.grad = -y / p * inside / n
@@ -61,6 +71,10 @@ class CategoricalCrossentropy:
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "from_logits": self.from_logits}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> CategoricalCrossentropy:
+        return cls(**{key: value for key, value in config.items() if key != "name"})
 
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
@@ -87,6 +101,15 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         return (labels[:, None] == xp.arange(classes)).astype(backend.floatx())
 
 
+def log_softmax(z: Any) -> Any:
+    """log softmax(z) = z - max(z) - log(sum(exp(z - max(z)))) per row.
+
+    Shifting by the row max keeps exp from overflowing, so scores of 1e4 are fine.
+    """
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - backend.xp().log(backend.xp().exp(shifted).sum(axis=1, keepdims=True))
+
+
 def _check_length(loss: str, y: Any, n: int) -> None:
     if y.shape[0] != n:
         raise ValueError(f"{loss}: x has {n} samples but y has {y.shape[0]}")
@@ -104,3 +127,8 @@ def get(loss: str | CategoricalCrossentropy) -> CategoricalCrossentropy:
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; valid losses are {', '.join(LOSSES)}")
     return LOSSES[loss]()
+
+
+def from_config(config: dict[str, Any]) -> CategoricalCrossentropy:
+    """The loss a get_config() described, looked up by its name."""
+    return LOSSES[config["name"]].from_config(config)

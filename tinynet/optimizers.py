@@ -2,27 +2,40 @@
 
 The model keeps every weight in one flat vector `params` (each layer's W and b
 are views into it) and every gradient in a flat `grads` of the same length, so
-an optimizer updates the whole network with a handful of vector operations.
+an optimizer updates the whole network with a handful of vector operations:
+
+    model.optimizer.step(model.params, model.grads)
+
+Each optimizer's docstring states its rule, and its `update` method is those lines
+on the flat vectors. Its state vectors (SGD's velocity, Adam's m and v) are in
+`slots` under Keras's names, and `iterations` counts the steps.
 """
 from __future__ import annotations
 
+import math
+import weakref
 from typing import Any
 
 import numpy as np
 
 from tinynet import backend
+from tinynet.engine import fast
 
 
 class Optimizer:
-    """Base class: `step(params, grads)` updates `params` in place; state is kept between steps.
+    """Base class: `step(params, grads)` updates `params` in place and counts the step.
 
-    The step count `t` lives on the backend, next to the state vectors: on the GPU a
-    step never waits for the host, and `apply` (a 0-d bool array from the model,
-    false when the batch's loss was not finite) can skip it without the host looking.
+    A subclass names its state vectors in `slot_names` (zeros shaped like `params`, made
+    at the first step) and writes its rule in `update`. An optimizer serves the one model
+    it was compiled into (`model`): its state is that model's.
+
+    While a fast twin (tinynet/engine) steps it, the twin may keep the state in a faster
+    form of its own (`engine_form`, e.g. Adam's moments as running sums on the CPU);
+    `slots`, `iterations` and `get_state` always give Keras's form.
     """
 
     name = "optimizer"
-    state_names: tuple[str, ...] = ()
+    slot_names: tuple[str, ...] = ()
 
     def __init__(self, learning_rate: float) -> None:
         if not isinstance(learning_rate, (int, float, np.integer, np.floating)) or isinstance(learning_rate, bool):
@@ -30,49 +43,91 @@ class Optimizer:
         if not learning_rate > 0:
             raise ValueError(f"{type(self).__name__}: learning_rate must be > 0, got {learning_rate!r}")
         self.learning_rate = float(learning_rate)
-        self.t: Any = None
-        for name in self.state_names:
-            setattr(self, name, None)
+        self.engine_form: Any = None
+        self._slots: dict[str, Any] = {}
+        self._iterations = 0
+        self._built_shape: tuple[int, ...] | None = None
+        self._model: weakref.ref | None = None
+
+    # ---- the step -------------------------------------------------------------------------
+    def step(self, params: Any, grads: Any) -> None:
+        """Update `params` in place from `grads`: one step of the rule in the docstring."""
+        if not self.is_built_for(params):
+            self.build(params)
+        self.update(params, grads)
+
+    def update(self, params: Any, grads: Any) -> None:
+        raise NotImplementedError
+
+    def build(self, params: Any) -> None:
+        """Zeroed state vectors shaped like `params`, and the step count at 0 (the first step, or a resized model)."""
+        zeros = fast.zeros or backend.xp().zeros  # the engine's zeros may sit in huge pages
+        self.engine_form = None
+        self._slots = {name: zeros(params.shape, params.dtype) for name in self.slot_names}
+        self._iterations = 0
+        self._built_shape = tuple(params.shape)
+
+    def is_built_for(self, params: Any) -> bool:
+        return self._built_shape == tuple(params.shape)
+
+    # ---- the state, always in Keras's form -------------------------------------------------------
+    @property
+    def slots(self) -> dict[str, Any]:
+        """The state vectors by Keras name (Adam: m, v), as the docstring writes them.
+
+        Reading them takes them back from a fast twin that kept them in its own form.
+        """
+        self._take_back_state()
+        return self._slots
 
     @property
     def iterations(self) -> int:
-        """How many steps were applied (read from the device: not for the hot path)."""
-        return 0 if self.t is None else int(self.t)
+        """How many updates were applied."""
+        return self._iterations if self.engine_form is None else self.engine_form.iterations
 
-    def step(self, params: Any, grads: Any, apply: Any = True) -> None:
-        """Update `params` in place from `grads`, unless `apply` is false."""
-        self._zeros_like_state(params)
-        self.t += apply
-        self._update(params, grads, apply)
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        self._take_back_state()
+        self._iterations = int(value)
 
-    def _update(self, params: Any, grads: Any, apply: Any) -> None:
-        raise NotImplementedError
-
-    def _zeros_like_state(self, params: Any) -> None:
-        """Create zeroed state vectors (on the backend) the first time, or after the model changed size."""
-        first = getattr(self, self.state_names[0])
-        if first is None or first.shape != params.shape:
-            for name in self.state_names:
-                setattr(self, name, backend.xp().zeros_like(params))
-            self.t = backend.xp().zeros((), dtype=np.int64)
+    def _take_back_state(self) -> None:
+        if self.engine_form is not None:
+            form, self.engine_form = self.engine_form, None
+            self._iterations, self._slots = form.textbook_state()
 
     def get_state(self) -> dict[str, np.ndarray]:
-        """A snapshot (host copies) of the step count and the state vectors."""
-        state = {"iterations": np.array(self.iterations)}
-        for name in self.state_names:
-            if getattr(self, name) is not None:
-                state[name] = backend.to_numpy(getattr(self, name)).copy()
-        return state
+        """Host copies of the state in Keras's form: `iterations` and each slot."""
+        slots = self.slots
+        return {"iterations": np.array(self._iterations), **{k: backend.to_numpy(v).copy() for k, v in slots.items()}}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore a snapshot from get_state (copied, so later steps never write into `state`)."""
-        self.t = backend.xp().array(int(state["iterations"]), dtype=np.int64)
-        for name in self.state_names:
-            if name in state:
-                setattr(self, name, backend.xp().array(state[name]))  # keeps the dtype it was saved with
+        self.engine_form = None
+        self._slots = {name: backend.xp().array(state[name]) for name in self.slot_names if name in state}
+        self._iterations = int(state["iterations"])
+        self._built_shape = next((tuple(a.shape) for a in self._slots.values()), None)
+
+    # ---- which model, and configuration -------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The model this optimizer serves, or None."""
+        return None if self._model is None else self._model()
+
+    def attach(self, model: Any) -> None:
+        """Serve `model`; an optimizer already serving another model refuses, leaving that model's state alone."""
+        owner = self.model
+        if owner is not None and owner is not model:
+            kind = type(self).__name__
+            raise ValueError(f"{model.name}.compile: this {kind} optimizer already serves model {owner.name!r} and "
+                             f"holds its state; an optimizer serves one model: make a new one, e.g. {kind}()")
+        self._model = weakref.ref(model)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "learning_rate": self.learning_rate}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        return cls(**{key: value for key, value in config.items() if key != "name"})
 
 
 class SGD(Optimizer):
@@ -81,11 +136,10 @@ class SGD(Optimizer):
     velocity = momentum * velocity - learning_rate * g
     p += velocity                                    (plain momentum)
     p += momentum * velocity - learning_rate * g     (nesterov=True)
-    backend.sgd_update does these lines (one kernel on the GPU).
     """
 
     name = "sgd"
-    state_names = ("velocity",)
+    slot_names = ("velocity",)
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(learning_rate)
@@ -94,31 +148,34 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
-    def _update(self, params: Any, grads: Any, apply: Any) -> None:
-        backend.sgd_update(params, grads, self.velocity, self.learning_rate, self.momentum, self.nesterov, apply)
+    def update(self, p: Any, g: Any) -> None:
+        if fast.sgd_update:  # the same lines in one GPU kernel
+            return fast.sgd_update(self, p, g)
+        velocity = self.slots["velocity"]
+        self.iterations += 1
+        velocity *= self.momentum
+        velocity -= self.learning_rate * g
+        if self.nesterov:
+            p += self.momentum * velocity - self.learning_rate * g
+        else:
+            p += velocity
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
 class Adam(Optimizer):
-    """Adam with Keras's defaults and bias correction (Kingma & Ba, 2015).
+    """Adam with Keras's defaults and bias correction (Kingma & Ba, 2015), as Keras 3 writes it.
 
     t += 1
-    m = beta_1 * m + (1 - beta_1) * g            running mean of gradients
-    v = beta_2 * v + (1 - beta_2) * g^2          running mean of squared gradients
-    alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)   (bias correction of m and v)
+    m += (1 - beta_1) * (g - m)          running mean of the gradients
+    v += (1 - beta_2) * (g^2 - v)        running mean of their squares
+    alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)    (the bias correction of m and v)
     p -= alpha * m / (sqrt(v) + epsilon)
-
-    We keep the running *sums* m_sum = m / (1 - beta_1) and v_sum = v / (1 - beta_2)
-    instead. Their updates, m_sum = beta_1 * m_sum + g and v_sum = beta_2 * v_sum + g^2,
-    are two passes over the parameters fewer, and the last line becomes
-    p -= alpha * (1 - beta_1) / sqrt(1 - beta_2) * m_sum / (sqrt(v_sum) + epsilon / sqrt(1 - beta_2)).
-    backend.adam_update does these three lines (one kernel on the GPU).
     """
 
     name = "adam"
-    state_names = ("m_sum", "v_sum")
+    slot_names = ("m", "v")
 
     def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7) -> None:
@@ -128,9 +185,16 @@ class Adam(Optimizer):
                 raise ValueError(f"Adam: {label} must be in [0, 1), got {beta!r}")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
-    def _update(self, params: Any, grads: Any, apply: Any) -> None:
-        backend.adam_update(params, grads, self.m_sum, self.v_sum, self.t, self.learning_rate,
-                            self.beta_1, self.beta_2, self.epsilon, apply)
+    def update(self, p: Any, g: Any) -> None:
+        if fast.adam_update:  # the same step in fewer passes over memory (CPU) or one kernel (GPU)
+            return fast.adam_update(self, p, g)
+        m, v = self.slots["m"], self.slots["v"]
+        self.iterations += 1
+        t = self.iterations
+        m += (1 - self.beta_1) * (g - m)
+        v += (1 - self.beta_2) * (g * g - v)
+        alpha = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        p -= alpha * m / (backend.xp().sqrt(v) + self.epsilon)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
@@ -152,5 +216,5 @@ def get(optimizer: str | Optimizer) -> Optimizer:
 
 
 def from_config(config: dict[str, Any]) -> Optimizer:
-    config = dict(config)
-    return OPTIMIZERS[config.pop("name")](**config)
+    """The optimizer a get_config() described, looked up by its name."""
+    return OPTIMIZERS[config["name"]].from_config(config)

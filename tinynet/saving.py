@@ -1,9 +1,16 @@
-"""One file per model: architecture (JSON), weights and optimizer state (arrays).
+"""The model file format: configuration (JSON), weights and optimizer state (arrays) in one file.
 
 The file is a NumPy .npz archive (a zip of .npy arrays), read back with
 allow_pickle=False so loading a file never runs code from it. It is written to
 a temporary file first and renamed into place, so a crash never leaves half a
-model on disk.
+model on disk. This module knows the format, not the model: `Sequential.save`
+and `tinynet.load_model` turn a model into these parts and back (`get_config` /
+`from_config`).
+
+    config          uint8 bytes of a JSON object: {"format": "tinynet-model", "version": 2,
+                    "model": Sequential.get_config(), "compile": Sequential.get_compile_config()}
+    params          the flat weight vector
+    optimizer.NAME  the optimizer's state in Keras's form: "iterations", then its slots (Adam: m, v)
 """
 from __future__ import annotations
 
@@ -14,25 +21,19 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import backend, layers, losses, optimizers
+from tinynet import backend
 
 FORMAT = "tinynet-model"
-VERSION = 1
+VERSION = 2  # 1: tinynet 0.1 before the engine split, with Adam's moments stored as running sums
+OPTIMIZER = "optimizer."  # prefix of the optimizer state's arrays
 
 
-def save_model(model: Any, path: str | os.PathLike) -> None:
-    """Write `model` to `path` (any extension; `.tinynet` or `.npz` are good choices)."""
-    model._require_built("save")
-    config = {
-        "format": FORMAT, "version": VERSION, "name": model.name, "input_shape": list(model.input_shape),
-        "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in model.layers],
-        "compile": None if model.loss is None else {
-            "loss": model.loss.get_config(), "optimizer": model.optimizer.get_config(), "metrics": model.metrics},
-    }
-    arrays = {"config": np.frombuffer(json.dumps(config).encode(), dtype=np.uint8),
-              "params": backend.to_numpy(model.params)}
-    if model.optimizer is not None:
-        arrays.update({"optimizer." + k: v for k, v in model.optimizer.get_state().items()})
+def write_model(path: str | os.PathLike, config: dict[str, Any], params: Any,
+                optimizer_state: dict[str, np.ndarray] | None) -> None:
+    """Write one model file: `config` (JSON: {"model": ..., "compile": ...}), the flat weights, the optimizer's state."""
+    header = {"format": FORMAT, "version": VERSION, **config}
+    arrays = {"config": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), "params": backend.to_numpy(params)}
+    arrays.update({OPTIMIZER + name: value for name, value in (optimizer_state or {}).items()})
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".tinynet")
     try:
@@ -51,35 +52,32 @@ def _umask() -> int:
     return mask
 
 
-def load_model(path: str | os.PathLike) -> Any:
-    """Rebuild a model saved with `model.save(path)`: same layers, weights, and optimizer state."""
-    from tinynet.model import Sequential
+def read_model(path: str | os.PathLike) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
+    """The config ({"model": ..., "compile": ...}), flat weights and optimizer state of a model file, in version 2's form."""
     path = os.fspath(path)
-    arrays, config = _read(path)
+    arrays, header = _read(path)
+    version = header.get("version")
     try:
-        with backend.using(dtype=arrays["params"].dtype):  # a float64 model comes back in float64
-            model = Sequential(name=config["name"])
-            for entry in config["layers"]:
-                model.add(layers.LAYERS[entry["class"]](**entry["config"]))
-            model.build(config["input_shape"])
-            if model.params.shape != arrays["params"].shape:
-                raise ValueError(f"{model.params.shape[0]} weights in the architecture, "
-                                 f"{arrays['params'].shape[0]} stored")
-            model.params[...] = backend.to_device(arrays["params"], model.params.dtype)
-            if config["compile"]:
-                c = config["compile"]
-                model.compile(optimizer=optimizers.from_config(c["optimizer"]),
-                              loss=losses.LOSSES[c["loss"]["name"]](from_logits=c["loss"]["from_logits"]),
-                              metrics=c["metrics"])
-                state = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("optimizer.")}
-                for name, value in state.items():
-                    if name != "iterations" and value.shape != arrays["params"].shape:
-                        raise ValueError(f"optimizer state {name} has shape {value.shape}, "
-                                         f"the weights {arrays['params'].shape}")
-                model.optimizer.set_state(state)
+        if version == 1:
+            header, arrays = _upgrade_from_version_1(header, arrays)
+        elif version != VERSION:
+            raise ValueError(f"format version {version!r}; this tinynet reads versions 1 and {VERSION}")
+        state = {name[len(OPTIMIZER):]: value for name, value in arrays.items() if name.startswith(OPTIMIZER)}
+        return {"model": header["model"], "compile": header["compile"]}, arrays["params"], state
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not a valid tinynet model file ({type(err).__name__}: {err})") from None
-    return model
+
+
+def _upgrade_from_version_1(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Version 1 kept the architecture at the top level and Adam's moments as running sums m / (1 - beta_1), v / (1 - beta_2)."""
+    model = {"name": header["name"], "input_shape": header["input_shape"],
+             "layers": [{"class_name": entry["class"], "config": entry["config"]} for entry in header["layers"]]}
+    optimizer = (header["compile"] or {}).get("optimizer", {})
+    if optimizer.get("name") == "adam":
+        for old, new, beta in (("m_sum", "m", optimizer["beta_1"]), ("v_sum", "v", optimizer["beta_2"])):
+            if OPTIMIZER + old in arrays:
+                arrays[OPTIMIZER + new] = arrays.pop(OPTIMIZER + old) * (1 - beta)
+    return {"model": model, "compile": header["compile"]}, arrays
 
 
 def _read(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -1,0 +1,303 @@
+"""The training loops of fit, evaluate, predict and train_on_batch, on top of the model's one-batch API.
+
+    fit:       for each epoch, for each shuffled mini-batch (x, y):
+                   loss = model.forward_loss(x, y); model.backward(); model.optimizer.step(...)
+    evaluate:  model.forward_loss(x, y, training=False) over the data in batches, averaged
+    predict:   model.forward(x) over the data in batches
+
+`Sequential.fit` and the others call the functions here. The data are checked once
+per call, never per batch. An epoch adds up its loss and accuracy where the arrays
+live (EpochTotals) and reads them once at its end, and a batch whose loss is not finite
+changes no weight: on a GPU the host then never waits for the device inside an epoch,
+and the engine can record the step as a CUDA graph (see tinynet/engine).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from tinynet import backend, losses
+from tinynet import metrics as metric_fns
+from tinynet.engine import fast
+from tinynet.progress import Progbar
+
+INFERENCE_BATCH = 1024  # predict/evaluate default: inference keeps no state, so big chunks are just faster
+
+
+class HistoryDict(dict):
+    """Per-epoch logs; also answers Keras 2.2's old names `acc` and `val_acc`."""
+
+    _aliases = {"acc": "accuracy", "val_acc": "val_accuracy"}
+
+    def __getitem__(self, key: str) -> list[float]:
+        return super().__getitem__(self._aliases.get(key, key))
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(self._aliases.get(key, key))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+
+class History:
+    """What `fit` returns: `history.history["loss"]` etc., one value per epoch."""
+
+    def __init__(self) -> None:
+        self.history = HistoryDict()
+        self.epoch: list[int] = []
+
+    def record(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+
+class EpochTotals:
+    """An epoch's running sums, kept where the arrays live: on a GPU, read once per epoch, not per batch.
+
+    loss_sum      sum of each good batch's mean loss times its size
+    correct_sum   predictions that were right, over the good batches
+    good_batches  batches whose loss was finite (and came before any that was not)
+    failed        1 once a batch's loss was not finite: that batch and every later one change nothing
+    """
+
+    def __init__(self) -> None:
+        xp = backend.xp()
+        self.loss_sum, self.correct_sum, self.good_batches, self.failed = (xp.zeros(()) for _ in range(4))
+
+    def reset(self) -> None:
+        for total in (self.loss_sum, self.correct_sum, self.good_batches, self.failed):
+            total[...] = 0
+
+    def add(self, loss: Any, correct: Any, batch_size: int) -> Any:
+        """Count one batch; whether its update may be applied (its loss is finite, no batch before failed)."""
+        if fast.record_batch:  # the same on the device, without reading the loss on the host
+            return fast.record_batch(self, loss, correct, batch_size)
+        ok = bool(backend.xp().isfinite(loss)) and not self.failed
+        if ok:
+            self.loss_sum += batch_size * float(loss)
+            self.correct_sum += correct
+            self.good_batches += 1
+        else:
+            self.failed[...] = 1
+        return ok
+
+    def read(self) -> dict[str, float]:
+        """The totals on the host (on a GPU: one wait for the device)."""
+        names = ("loss_sum", "correct_sum", "good_batches", "failed")
+        return {name: float(backend.to_numpy(getattr(self, name))) for name in names}
+
+
+def train_batch(model: Any, x: Any, y: Any, totals: EpochTotals) -> None:
+    """model.train_step on the batch (x, y), counted in `totals`, its update applied only if its loss is finite."""
+    loss = model.forward_loss(x, y)
+    ok = totals.add(loss, _count_correct(model), x.shape[0])
+    model.backward()
+    if fast.step_if:  # the GPU decides `if ok` itself, so the host never waits for the loss
+        fast.step_if(ok, model.optimizer, model.params, model.grads)
+    elif ok:
+        model.optimizer.step(model.params, model.grads)
+
+
+class Batches:
+    """An epoch's mini-batches of (x, y), each gathered into the same two buffers (no new arrays per batch)."""
+
+    def __init__(self, x: Any, y: Any, batch_size: int, shuffle: bool) -> None:
+        xp = backend.xp()
+        self.x, self.y, self.shuffle = x, y, shuffle
+        self.size = min(batch_size, x.shape[0])
+        self.steps = math.ceil(x.shape[0] / self.size)
+        self.x_buffer = xp.empty((self.size,) + x.shape[1:], x.dtype)
+        self.y_buffer = xp.empty((self.size,) + y.shape[1:], y.dtype)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        n = self.x.shape[0]
+        order = backend.to_device(backend.rng().permutation(n)) if self.shuffle else backend.xp().arange(n)
+        for step in range(self.steps):
+            yield self.gather(order[step * self.size:(step + 1) * self.size])
+
+    def gather(self, rows: Any) -> tuple[Any, Any]:
+        """x[rows] and y[rows], in the first len(rows) rows of the buffers."""
+        xb, yb = self.x_buffer[:len(rows)], self.y_buffer[:len(rows)]
+        if fast.take_rows:
+            fast.take_rows(self.x, rows, out=xb)
+            fast.take_rows(self.y, rows, out=yb)
+        else:
+            xb[...] = self.x[rows]
+            yb[...] = self.y[rows]
+        return xb, yb
+
+
+def fit(model: Any, x: Any, y: Any, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
+        validation_data: tuple[Any, Any] | None = None, shuffle: bool = True) -> History:
+    """Train `model` for `epochs` passes over (x, y) in shuffled mini-batches; returns the History."""
+    model.require_compiled("fit")
+    _check_positive_int("fit", batch_size=batch_size, epochs=epochs)
+    x = prepare_x(model, x, "fit")
+    y = prepare_y(model, y, x.shape[0], "fit")
+    val = _prepare_validation(model, validation_data)
+    history = History()
+    if verbose:
+        print(f"Train on {x.shape[0]} samples" + (f", validate on {val[0].shape[0]} samples" if val else ""))
+    batches, totals = Batches(x, y, batch_size, shuffle), EpochTotals()
+    step = functools.partial(train_batch, model)
+    if fast.replayable:  # on the GPU: recorded as CUDA graphs at its second call, replayed after
+        step = fast.replayable(step)
+    for epoch in range(epochs):
+        if verbose:
+            print(f"Epoch {epoch + 1}/{epochs}")
+        start = time.perf_counter()
+        sums = _run_epoch(model, batches, step, totals, Progbar(batches.steps) if verbose == 1 else None)
+        if sums["failed"]:
+            warnings.warn(f"fit: the loss stopped being finite at epoch {epoch + 1}/{epochs}, batch "
+                          f"{int(sums['good_batches']) + 1}/{batches.steps}; training stopped, keeping the weights "
+                          f"from before that batch", RuntimeWarning, stacklevel=3)
+            return history
+        logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["correct_sum"] / x.shape[0])
+        if val:
+            logs.update({"val_" + k: v for k, v in _logs(model, *_evaluate(model, *val, INFERENCE_BATCH)).items()})
+        history.record(epoch, logs)
+        if verbose == 2:
+            print(f" - {_format_seconds(time.perf_counter() - start)} - "
+                  + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+    return history
+
+
+def _run_epoch(model: Any, batches: Batches, step: Callable[..., None], totals: EpochTotals,
+               bar: Progbar | None) -> dict[str, float]:
+    """One pass over the batches; the epoch's totals, read once at its end (and when the bar redraws)."""
+    totals.reset()
+    seen = 0
+    for number, (xb, yb) in enumerate(batches, start=1):
+        step(xb, yb, totals)
+        seen += xb.shape[0]
+        if bar is not None:
+            bar.update(number, lambda: list(_running_logs(model, totals, seen).items()))
+    return totals.read()
+
+
+def _running_logs(model: Any, totals: EpochTotals, seen: int) -> dict[str, float]:
+    sums = totals.read()
+    return _logs(model, sums["loss_sum"] / seen, sums["correct_sum"] / seen)
+
+
+def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None, verbose: int = 1) -> float | list[float]:
+    """Mean loss (and accuracy) over (x, y): `[loss, accuracy]`, or the bare loss without metrics."""
+    model.require_compiled("evaluate")
+    batch_size = INFERENCE_BATCH if batch_size is None else batch_size
+    _check_positive_int("evaluate", batch_size=batch_size)
+    x = prepare_x(model, x, "evaluate")
+    y = prepare_y(model, y, x.shape[0], "evaluate")
+    bar = Progbar(x.shape[0], unit="sample") if verbose == 1 else None
+    loss, accuracy = _evaluate(model, x, y, batch_size, bar)
+    return [loss, accuracy] if model.metrics else loss
+
+
+def _evaluate(model: Any, x: Any, y: Any, batch_size: int, bar: Progbar | None = None) -> tuple[float, float]:
+    n = x.shape[0]
+    loss_sum, correct_sum = 0.0, 0
+    for start in range(0, n, batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        loss = model.forward_loss(xb, yb, training=False)
+        loss_sum, correct_sum = loss_sum + loss * xb.shape[0], correct_sum + _count_correct(model)
+        if bar is not None:
+            bar.update(min(n, start + batch_size))
+    return float(loss_sum) / n, float(correct_sum) / n
+
+
+def predict(model: Any, x: Any, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+    """The network's outputs (class probabilities after softmax) as a NumPy array."""
+    batch_size = INFERENCE_BATCH if batch_size is None else batch_size
+    _check_positive_int("predict", batch_size=batch_size)
+    x = prepare_x(model, x, "predict")
+    outputs = [backend.to_numpy(model.forward(x[start:start + batch_size])).copy()
+               for start in range(0, x.shape[0], batch_size)]
+    return np.concatenate(outputs) if outputs else np.empty((0,) + model.output_shape, model.params.dtype)
+
+
+def train_on_batch(model: Any, x: Any, y: Any) -> float | list[float]:
+    """One optimizer step on exactly this batch; returns its loss (and accuracy) before the step."""
+    model.require_compiled("train_on_batch")
+    x = prepare_x(model, x, "train_on_batch")
+    y = prepare_y(model, y, x.shape[0], "train_on_batch")
+    totals = EpochTotals()
+    train_batch(model, x, y, totals)
+    sums = totals.read()
+    if sums["failed"]:
+        raise FloatingPointError("train_on_batch: the loss became NaN or infinite; the step was not applied")
+    logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["correct_sum"] / x.shape[0])
+    return list(logs.values()) if model.metrics else logs["loss"]
+
+
+# ---- data checks (once per call, never per batch) ---------------------------------------------
+def prepare_x(model: Any, x: Any, what: str) -> Any:
+    """x checked against the model (built for it if need be) and moved to the backend in the model's dtype."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: x must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"{what}: x must have a batch dimension, got shape {tuple(x.shape)}")
+    if not model.built:
+        model.build(x.shape[1:])
+    model.require_built(what)
+    if tuple(x.shape[1:]) != model.input_shape:
+        raise ValueError(f"{what}: layer {model.layers[0].name} expects input of shape "
+                         f"(batch, {', '.join(map(str, model.input_shape))}), got {tuple(x.shape)}")
+    x = backend.to_device(x, model.params.dtype)
+    if not bool(backend.xp().isfinite(x).all()):
+        raise ValueError(f"{what}: x contains NaN or inf")
+    return x
+
+
+def prepare_y(model: Any, y: Any, n: int, what: str) -> Any:
+    """Targets y checked against the model's loss and output, moved to the backend."""
+    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
+        y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: y must be numeric, got dtype {y.dtype}")
+    if n == 0:  # the mean loss over no samples is 0/0
+        raise ValueError(f"{what}: expected at least one sample, got 0")
+    try:
+        model.loss.check_targets(y, n, model.output_shape[-1])
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+    if isinstance(model.loss, losses.SparseCategoricalCrossentropy):
+        return backend.to_device(y)
+    return backend.to_device(y, model.params.dtype)
+
+
+def _prepare_validation(model: Any, validation_data: Any) -> tuple[Any, Any] | None:
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
+    x_val = prepare_x(model, validation_data[0], "fit (validation_data)")
+    return x_val, prepare_y(model, validation_data[1], x_val.shape[0], "fit (validation_data)")
+
+
+def _count_correct(model: Any) -> Any:
+    """Right predictions in the last forward_loss's batch (0 when no metric asks)."""
+    return metric_fns.count_correct(model.loss_input, model.loss.target) if model.metrics else 0
+
+
+def _logs(model: Any, loss: Any, accuracy: Any) -> dict[str, float]:
+    logs = {"loss": float(loss)}
+    if model.metrics:
+        logs["accuracy"] = float(accuracy)
+    return logs
+
+
+def _check_positive_int(what: str, **values: Any) -> None:
+    for name, value in values.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{what}: {name} must be a positive integer, got {value!r}")
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds >= 1 else f"{seconds * 1000:.0f}ms"
