@@ -151,35 +151,47 @@ def _problem(n=300, steps=6, seed=0):
 @pytest.mark.parametrize("make, twin", [(lambda: Adam(0.01), "adam_update"),
                                         (lambda: Adam(0.3, beta_1=0.5, beta_2=0.9, epsilon=1e-3), "adam_update"),
                                         (lambda: SGD(0.1, momentum=0.9, nesterov=True), "sgd_update")])
-def test_optimizer_twins_equal_the_textbook_and_show_keras_state(xb, make, twin):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_optimizer_twins_equal_the_textbook(xb, make, twin, dtype):
     _twin_or_skip(twin)
     p0, grads = _problem()
-    with backend.using(dtype="float64"):
+    with backend.using(dtype=dtype):
+        p0, grads = p0.astype(dtype), [g.astype(dtype) for g in grads]
         fast_p, fast_state = _steps(make, p0, grads, [True] * 6)
         text_p, text_state = _steps(make, p0, grads, [False] * 6)
-        # handing the state over between the twin and the textbook, both ways, changes nothing either
+        # handing the optimizer over between the twin and the textbook, both ways, changes nothing either
         mixed_p, mixed_state = _steps(make, p0, grads, [True, True, False, False, True, True])
-    np.testing.assert_allclose(fast_p, text_p, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(mixed_p, text_p, rtol=1e-12, atol=1e-14)
     assert fast_state.keys() == text_state.keys() == mixed_state.keys()
-    for key in text_state:  # Keras's m and v (or velocity), whatever form the twin kept them in
-        np.testing.assert_allclose(fast_state[key], text_state[key], rtol=1e-12, atol=1e-15, err_msg=key)
-        np.testing.assert_allclose(mixed_state[key], text_state[key], rtol=1e-12, atol=1e-15, err_msg=key)
-    assert int(fast_state["iterations"]) == 6
+    assert int(fast_state["iterations"]) == int(mixed_state["iterations"]) == 6
+    if xb == "numpy":  # the CPU twin runs the textbook's own operations: equal to the bit
+        for got in (fast_p, mixed_p):
+            np.testing.assert_array_equal(got, text_p)
+        for key in text_state:
+            np.testing.assert_array_equal(fast_state[key], text_state[key], err_msg=key)
+            np.testing.assert_array_equal(mixed_state[key], text_state[key], err_msg=key)
+    else:  # a GPU kernel rounds in its own order (fused multiply-adds)
+        rtol = 1e-12 if dtype == "float64" else 1e-5
+        for got in (fast_p, mixed_p):
+            np.testing.assert_allclose(got, text_p, rtol=rtol, atol=rtol)
+        for key in text_state:
+            np.testing.assert_allclose(fast_state[key], text_state[key], rtol=rtol, atol=rtol * 1e-3, err_msg=key)
 
 
-def test_reading_the_state_mid_run_changes_nothing_that_matters(xb):
-    """get_state takes the state back from the twin's own form; training then goes on as if uninterrupted."""
-    _twin_or_skip("adam_update")
+def test_reading_the_state_mid_run_changes_nothing(xb):
+    """A checkpoint does not perturb training: the state is read as it is, in Keras's form, in any dtype."""
     p0, grads = _problem(steps=8)
-    with backend.using(dtype="float64"):
-        straight_p, _ = _steps(Adam, p0, grads, [True] * 8)
-        optimizer, params = Adam(), backend.to_device(p0.copy())
-        for k, g in enumerate(grads):
-            optimizer.step(params, backend.to_device(g))
-            if k % 3 == 0:
-                optimizer.get_state()
-    np.testing.assert_allclose(backend.to_numpy(params), straight_p, rtol=1e-13, atol=1e-15)
+    p0, grads = p0.astype(np.float32), [g.astype(np.float32) for g in grads]
+    straight_p, straight_state = _steps(Adam, p0, grads, [True] * 8)
+    optimizer, params = Adam(), backend.to_device(p0.copy())
+    for k, g in enumerate(grads):
+        optimizer.step(params, backend.to_device(g))
+        if k % 3 == 0:
+            optimizer.get_state()
+            copy = Adam()
+            copy.set_state(optimizer.get_state())
+    np.testing.assert_array_equal(backend.to_numpy(params), straight_p)
+    for key, value in optimizer.get_state().items():
+        np.testing.assert_array_equal(value, straight_state[key], err_msg=key)
 
 
 # ---- memory and batches -----------------------------------------------------------------------------
@@ -292,8 +304,8 @@ def test_the_cpu_adam_twin_flushes_vanishing_moments_before_they_turn_subnormal(
         fast_opt, fast_p = Adam(), backend.to_device(np.zeros(2, np.float32))
         for g in grads:
             fast_opt.step(fast_p, g)
-            m_sum = fast_opt.engine_form.m_sum
-            assert not np.any((m_sum != 0) & (np.abs(m_sum) < tiny)), f"subnormal m at step {fast_opt.iterations}"
+            m = fast_opt.slots["m"]
+            assert not np.any((m != 0) & (np.abs(m) < tiny)), f"subnormal m at step {fast_opt.iterations}"
     with fast_mode(False):
         text_opt, text_p = Adam(), backend.to_device(np.zeros(2, np.float32))
         for g in grads[:700]:

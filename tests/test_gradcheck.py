@@ -162,3 +162,31 @@ def test_check_layer_works_on_a_model_s_first_layer(xb):
         model = _small_model("categorical_crossentropy")
         errors = gradcheck.check_layer(model.layers[0], np.random.default_rng(1).standard_normal((3, 4)))
     assert max(errors.values()) < TOL, errors
+
+
+class Scaled(Dense):
+    """A layer of one's own with a constructor argument that its get_config does not record."""
+
+    def __init__(self, units, factor, **kwargs):
+        super().__init__(units, **kwargs)
+        self.factor = factor
+
+    def forward(self, x, training=False):
+        return self.factor * super().forward(x, training)
+
+    def backward(self, dy):
+        return super().backward(self.factor * dy)
+
+
+def test_check_model_works_on_layers_of_one_s_own_and_draws_nothing_from_the_global_stream(xb):
+    x, _, y = _data()
+    with backend.using(dtype="float64"):
+        model = Sequential([Scaled(5, 3.0, input_shape=(4,), bias_initializer="ones"), Activation("relu"),
+                            Dense(3), Activation("softmax")])
+        model.compile(loss="categorical_crossentropy")
+        backend.set_seed(11)
+        errors = gradcheck.check_model(model, x, y)
+        after_check = backend.rng().random(3)
+    backend.set_seed(11)
+    assert np.array_equal(after_check, backend.rng().random(3))  # the global stream is where it was
+    assert len(errors) == 4 and max(errors.values()) < TOL, errors

@@ -149,6 +149,9 @@ def test_an_optimizer_serves_one_model(xb):
     first.compile(loss="categorical_crossentropy", optimizer=adam, metrics=["accuracy"])  # its own model: fine
     first.fit(x, y, epochs=1, verbose=0)
     assert adam.iterations == 2 * 2  # two fits of two batches: the state went on, not reset
+    first.compile(loss="categorical_crossentropy", optimizer="sgd")  # replaced: free to serve another model
+    second.compile(loss="categorical_crossentropy", optimizer=adam)
+    assert adam.model is second
 
 
 # ---- gradients are written in place ------------------------------------------------------------------------------

@@ -251,6 +251,16 @@ def test_version_1_files_still_load_and_train_on(name):  # no xb: the file's con
         np.testing.assert_allclose(w, continued[f"{name}.after_one_more_epoch.{i}"], rtol=1e-5, atol=1e-6)
 
 
+def test_optimizer_state_with_a_slot_missing_is_rejected(saved, tmp_path):
+    _, path = saved
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    del arrays["optimizer.v"]
+    np.savez(tmp_path / "half.npz", **arrays)
+    with pytest.raises(ValueError, match=r"half\.npz: not a valid tinynet model file .*Adam: state has m but not all of m, v"):
+        tinynet.load_model(tmp_path / "half.npz")
+
+
 def test_a_newer_format_version_is_named(saved, tmp_path):
     _, path = saved
     with np.load(path) as archive:

@@ -140,13 +140,13 @@ def make_rng(seed: int | None) -> np.random.Generator:
 
 def to_device(a: Any, dtype: Any = None) -> Any:
     """Move `a` to the active backend (no copy when it is already there with that dtype)."""
-    return _xp.asarray(a, dtype=dtype)
+    return _xp.asarray(to_numpy(a) if _name == "numpy" else a, dtype=dtype)
 
 
 def to_numpy(a: Any) -> np.ndarray:
-    """Bring an array back to the host as a NumPy array."""
-    if _name == "cupy" and isinstance(a, _xp.ndarray):
-        return _xp.asnumpy(a)
+    """Bring an array back to the host as a NumPy array (a GPU array too, whichever backend is active)."""
+    if type(a).__module__.startswith("cupy"):
+        return a.get()
     return np.asarray(a)
 
 

@@ -15,6 +15,7 @@ same mask.
 """
 from __future__ import annotations
 
+import copy as copy_module
 from typing import Any, Callable
 
 import numpy as np
@@ -122,18 +123,21 @@ def check_loss(loss: Any, y_pred: Any, y_true: Any, from_logits: bool | None = N
 def check_model(model: Any, x: Any, y: Any, training: bool = True, seed: int = 0) -> dict[str, float]:
     """Relative error of every weight's gradient of the model's loss on the batch (x, y).
 
-    Checks a float64 copy of the model (same layers, weights and loss; `model` is left
-    alone), driven through the public one-batch API: forward_loss, backward, params, grads.
+    Checks a float64 copy of the model (copies of its layers, its weights and loss; `model`
+    is left alone), driven through the public one-batch API: forward_loss, backward, params, grads.
     """
     model.require_compiled("check_model")
     x = np.asarray(backend.to_numpy(x), np.float64)
     if not model.built:
         model.build(x.shape[1:])
-    with backend.using(dtype="float64"):
-        copy = type(model)([type(layer).from_config(layer.get_config()) for layer in model.layers], name=model.name)
+    layers = [copy_module.deepcopy(layer) for layer in model.layers]
+    for layer in layers:
+        layer.detach()  # the copy still names the original's model
+    with backend.using(dtype="float64"), backend.seeded(seed):  # building draws from this stream, not tinynet's
+        copy = type(model)(layers, name=model.name)
         copy.build(model.input_shape)
     copy.set_weights(model.get_weights())
-    copy.compile(loss=type(model.loss).from_config(model.loss.get_config()), optimizer="sgd")
+    copy.compile(loss=copy_module.deepcopy(model.loss), optimizer="sgd")
     rewind = _rewinder(copy.layers)
     x = backend.to_device(x)
 

@@ -127,6 +127,8 @@ class Sequential:
             raise ValueError(f"{self.name}.compile: a loss is required, one of {', '.join(losses.LOSSES)}")
         loss, optimizer, metrics = losses.get(loss), optimizers.get(optimizer), metric_fns.get(metrics)
         optimizer.attach(self)
+        if self.optimizer is not None and self.optimizer is not optimizer:
+            self.optimizer.detach()  # the one it replaces may serve another model now
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
 
     def require_compiled(self, what: str) -> None:

@@ -26,12 +26,10 @@ class Optimizer:
     """Base class: `step(params, grads)` updates `params` in place and counts the step.
 
     A subclass names its state vectors in `slot_names` (zeros shaped like `params`, made
-    at the first step) and writes its rule in `update`. An optimizer serves the one model
-    it was compiled into (`model`): its state is that model's.
-
-    While a fast twin (tinynet/engine) steps it, the twin may keep the state in a faster
-    form of its own (`engine_form`, e.g. Adam's moments as running sums on the CPU);
-    `slots`, `iterations` and `get_state` always give Keras's form.
+    at the first step, kept in `slots` under Keras's names) and writes its rule in `update`.
+    An optimizer serves the one model it was compiled into (`model`): its state is that model's.
+    A fast twin (tinynet/engine) steps the same `slots`; what it keeps besides, such as the step
+    count in GPU memory or a scratch buffer, is in `engine_form`.
     """
 
     name = "optimizer"
@@ -43,8 +41,8 @@ class Optimizer:
         if not learning_rate > 0:
             raise ValueError(f"{type(self).__name__}: learning_rate must be > 0, got {learning_rate!r}")
         self.learning_rate = float(learning_rate)
+        self.slots: dict[str, Any] = {}
         self.engine_form: Any = None
-        self._slots: dict[str, Any] = {}
         self._iterations = 0
         self._built_shape: tuple[int, ...] | None = None
         self._model: weakref.ref | None = None
@@ -63,55 +61,50 @@ class Optimizer:
         """Zeroed state vectors shaped like `params`, and the step count at 0 (the first step, or a resized model)."""
         zeros = fast.zeros or backend.xp().zeros  # the engine's zeros may sit in huge pages
         self.engine_form = None
-        self._slots = {name: zeros(params.shape, params.dtype) for name in self.slot_names}
+        self.slots = {name: zeros(params.shape, params.dtype) for name in self.slot_names}
         self._iterations = 0
         self._built_shape = tuple(params.shape)
 
     def is_built_for(self, params: Any) -> bool:
         return self._built_shape == tuple(params.shape)
 
-    # ---- the state, always in Keras's form -------------------------------------------------------
-    @property
-    def slots(self) -> dict[str, Any]:
-        """The state vectors by Keras name (Adam: m, v), as the docstring writes them.
-
-        Reading them takes them back from a fast twin that kept them in its own form.
-        """
-        self._take_back_state()
-        return self._slots
-
+    # ---- the state ------------------------------------------------------------------------------
     @property
     def iterations(self) -> int:
-        """How many updates were applied."""
-        return self._iterations if self.engine_form is None else self.engine_form.iterations
+        """How many updates were applied (counted in GPU memory while a fused kernel steps)."""
+        return self._iterations if self.engine_form is None else int(self.engine_form.iterations)
 
     @iterations.setter
     def iterations(self, value: int) -> None:
-        self._take_back_state()
-        self._iterations = int(value)
-
-    def _take_back_state(self) -> None:
-        if self.engine_form is not None:
-            form, self.engine_form = self.engine_form, None
-            self._iterations, self._slots = form.textbook_state()
+        if self.engine_form is None:
+            self._iterations = int(value)
+        else:
+            self.engine_form.iterations = value
 
     def get_state(self) -> dict[str, np.ndarray]:
-        """Host copies of the state in Keras's form: `iterations` and each slot."""
-        slots = self.slots
-        return {"iterations": np.array(self._iterations), **{k: backend.to_numpy(v).copy() for k, v in slots.items()}}
+        """Host copies of the state: `iterations` and each slot, under Keras's names."""
+        return {"iterations": np.array(self.iterations),
+                **{name: backend.to_numpy(value).copy() for name, value in self.slots.items()}}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore a snapshot from get_state (copied, so later steps never write into `state`)."""
+        present = [name for name in self.slot_names if name in state]
+        if present and len(present) != len(self.slot_names):
+            raise ValueError(f"{type(self).__name__}: state has {', '.join(present)} but not all of "
+                             f"{', '.join(self.slot_names)}")
         self.engine_form = None
-        self._slots = {name: backend.xp().array(state[name]) for name in self.slot_names if name in state}
+        self.slots = {name: backend.xp().array(state[name]) for name in present}
         self._iterations = int(state["iterations"])
-        self._built_shape = next((tuple(a.shape) for a in self._slots.values()), None)
+        self._built_shape = next((tuple(a.shape) for a in self.slots.values()), None)
 
     # ---- which model, and configuration -------------------------------------------------------------
     @property
     def model(self) -> Any:
         """The model this optimizer serves, or None."""
         return None if self._model is None else self._model()
+
+    def detach(self) -> None:
+        self._model = None
 
     def attach(self, model: Any) -> None:
         """Serve `model`; an optimizer already serving another model refuses, leaving that model's state alone."""

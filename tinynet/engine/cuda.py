@@ -167,34 +167,38 @@ def _launch_sgd(opt: Any, slots: dict[str, Any], p: Any, g: Any, t: Any, ok: Any
 
 
 class FusedUpdate:
-    """An optimizer's state while a fused kernel steps it: Keras's own slot arrays, and the step count on the GPU.
+    """What a fused update kernel keeps besides the optimizer's own slots: the step count, in GPU memory.
 
-    Holding the count in GPU memory lets a step be skipped (the flag `ok` false) or
-    replayed from a CUDA graph without the host knowing the count.
+    There the kernel can count a step, or skip it when the flag `ok` is false, and a CUDA
+    graph replay can advance it, without the host knowing the count.
     """
 
     def __init__(self, optimizer: Any, launch: Any) -> None:
         self.optimizer, self.launch = optimizer, launch
-        self.slots = optimizer.slots
         self.t = cupy.array(optimizer.iterations, dtype=np.int64)
 
     @property
     def iterations(self) -> int:
         return int(self.t)
 
-    def textbook_state(self) -> tuple[int, dict[str, Any]]:
-        return int(self.t), self.slots
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        self.t[...] = value
 
     def step(self, p: Any, g: Any, ok: Any) -> None:
         _count(ok, self.t)
-        self.launch(self.optimizer, self.slots, p, g, self.t, ok)
+        self.launch(self.optimizer, self.optimizer.slots, p, g, self.t, ok)
 
 
-def _fused(optimizer: Any, launch: Any) -> FusedUpdate:
+# The optimizers whose whole step is one of these kernels. A class of your own (a subclass too) may
+# do more in a step than its kernel, so fit looks at its `ok` on the host instead (see step_if).
+_FUSED = {("tinynet.optimizers", "Adam"): _launch_adam, ("tinynet.optimizers", "SGD"): _launch_sgd}
+
+
+def _form(optimizer: Any, launch: Any) -> FusedUpdate:
     form = optimizer.engine_form
     if not (isinstance(form, FusedUpdate) and form.launch is launch):
-        form = FusedUpdate(optimizer, launch)
-        optimizer.engine_form = form
+        form = optimizer.engine_form = FusedUpdate(optimizer, launch)
     return form
 
 
@@ -206,25 +210,28 @@ def _always(device: int) -> Any:
 
 def adam_update(optimizer: Any, p: Any, g: Any) -> None:
     """Adam.update's lines in one kernel, its bias correction computed from the step count on the GPU."""
-    _fused(optimizer, _launch_adam).step(p, g, _always(cupy.cuda.Device().id))
+    _form(optimizer, _launch_adam).step(p, g, _always(cupy.cuda.Device().id))
 
 
 def sgd_update(optimizer: Any, p: Any, g: Any) -> None:
     """SGD.update's lines in one kernel."""
-    _fused(optimizer, _launch_sgd).step(p, g, _always(cupy.cuda.Device().id))
+    _form(optimizer, _launch_sgd).step(p, g, _always(cupy.cuda.Device().id))
 
 
 def step_if(ok: Any, optimizer: Any, params: Any, grads: Any) -> None:
-    """`if ok: optimizer.step(params, grads)` with `ok` in GPU memory, decided there when the optimizer has a kernel.
+    """`if ok: optimizer.step(params, grads)` with `ok` in GPU memory, decided there for Adam and SGD.
 
-    An optimizer's first step, or one without a fused kernel, looks at `ok` on the host
-    (one wait for the GPU); after that, Adam's and SGD's kernels read it themselves.
+    Their kernels read `ok` themselves, so the host never waits (and the step can be recorded
+    as a CUDA graph); any other optimizer's step is taken after looking at `ok` on the host.
     """
-    form = optimizer.engine_form
-    if isinstance(form, FusedUpdate) and optimizer.is_built_for(params):
-        form.step(params, grads, ok)
-    elif bool(ok):
-        optimizer.step(params, grads)
+    launch = _FUSED.get((type(optimizer).__module__, type(optimizer).__qualname__))
+    if launch is None:
+        if bool(ok):
+            optimizer.step(params, grads)
+        return
+    if not optimizer.is_built_for(params):
+        optimizer.build(params)
+    _form(optimizer, launch).step(params, grads, ok)
 
 
 # ---- fit's bookkeeping ---------------------------------------------------------------------------------

@@ -103,11 +103,14 @@ class CapturedStep:
                     _recording = None
                 self.parts.append(self.stream.end_capture().launch)
         except Exception as err:  # noqa: BLE001 - a graph is only a speed-up: train on without one
-            self.failed = True
+            self.parts, self.failed = None, True
             warnings.warn(f"CUDA graph: recording the training step failed ({type(err).__name__}: {err}); "
                           f"continuing without graphs (tinynet.engine.set_cuda_graphs(False) skips the attempt)",
                           RuntimeWarning, stacklevel=4)
             return None
+        except BaseException:
+            self.parts = None  # interrupted: the next call records again rather than replaying half a step
+            raise
         return self.parts
 
     def record_matmul(self, a: Any, b: Any, out: Any) -> Any:
