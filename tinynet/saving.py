@@ -53,7 +53,7 @@ def _umask() -> int:
 
 
 def read_model(path: str | os.PathLike) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
-    """The config ({"model": ..., "compile": ...}), flat weights and optimizer state of a model file, in version 2's form."""
+    """The config ({"model": ..., "compile": ...}), flat weights and optimizer state of a file, as version 2 has them."""
     path = os.fspath(path)
     arrays, header = _read(path)
     version = header.get("version")
@@ -68,8 +68,9 @@ def read_model(path: str | os.PathLike) -> tuple[dict[str, Any], np.ndarray, dic
         raise ValueError(f"{path}: not a valid tinynet model file ({type(err).__name__}: {err})") from None
 
 
-def _upgrade_from_version_1(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Version 1 kept the architecture at the top level and Adam's moments as running sums m / (1 - beta_1), v / (1 - beta_2)."""
+def _upgrade_from_version_1(header: dict[str, Any],
+                            arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Version 1 kept the architecture at the top level, Adam's moments as m / (1 - beta_1) and v / (1 - beta_2)."""
     model = {"name": header["name"], "input_shape": header["input_shape"],
              "layers": [{"class_name": entry["class"], "config": entry["config"]} for entry in header["layers"]]}
     optimizer = (header["compile"] or {}).get("optimizer", {})

@@ -5,8 +5,8 @@ Every idea tinynet teaches is written out in the file that names it (`layers.py`
 Some of those lines have a *fast twin* here: the same math, done faster on one backend.
 
     engine/cpu.py     NumPy tricks: products written straight into the gradient vector,
-                      dropout masks from raw random bits, Adam on running sums with a
-                      reused scratch buffer, flat vectors in huge pages
+                      dropout masks from raw random bits, Adam in cache-sized pieces,
+                      flat vectors in huge pages
     engine/cuda.py    fused CuPy kernels: one launch each for Adam, SGD, softmax +
                       cross-entropy, ReLU's gradient, a dropout mask, and the training
                       step's bookkeeping on the device
