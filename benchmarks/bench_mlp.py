@@ -419,10 +419,10 @@ def format_table(results: dict[str, dict[str, Any]], threads: int) -> str:
 
 
 def resolve_data_dir(args: argparse.Namespace) -> None:
-    """$TINYNET_DATA, else ../shared/mnist beside the checkout; stop early when the files are missing."""
+    """$TINYNET_DATA, else the copy shipped in data/mnist; stop early when the files are missing."""
     if args.synthetic:
         return
-    args.data_dir = args.data_dir or os.environ.get("TINYNET_DATA") or str(common.REPO_ROOT.parent / "shared" / "mnist")
+    args.data_dir = args.data_dir or os.environ.get("TINYNET_DATA") or str(common.REPO_ROOT / "data" / "mnist")
     names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     folder = Path(args.data_dir)
     missing = [n for n in names if not (folder / n).is_file() and not (folder / f"{n}.gz").is_file()]
@@ -441,7 +441,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--before", default=None,
                         help="another tinynet checkout (e.g. a git worktree of the previous commit) for the before-numpy row")
     parser.add_argument("--synthetic", action="store_true", help="random data of MNIST's shapes instead of MNIST")
-    parser.add_argument("--data-dir", default=None, help="MNIST folder (default $TINYNET_DATA, else ../shared/mnist)")
+    parser.add_argument("--data-dir", default=None, help="MNIST folder (default $TINYNET_DATA, else data/mnist)")
     parser.add_argument("--json", default=None,
                         help="where to write the results (default benchmarks/results/bench-<host>-<date>.json)")
     parser.add_argument("--worker", choices=ROWS, help=argparse.SUPPRESS)

@@ -104,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads (default 1)")
     parser.add_argument("--epochs", type=int, default=2, help="instrumented epochs, after one plain warm-up epoch")
     parser.add_argument("--synthetic", action="store_true", help="random data of MNIST's shapes")
-    parser.add_argument("--data-dir", default=None, help="MNIST folder (default $TINYNET_DATA, else ../shared/mnist)")
+    parser.add_argument("--data-dir", default=None, help="MNIST folder (default $TINYNET_DATA, else data/mnist)")
     parser.add_argument("--cprofile", action="store_true", help="also print cProfile's top functions for one epoch")
     return parser.parse_args(argv)
 

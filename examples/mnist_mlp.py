@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,13 +34,24 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def shipped_data_dir() -> str | None:
+    """The repository's copy of MNIST beside this example, unless $TINYNET_DATA names another folder.
+
+    tinynet finds that copy by itself only when it is imported from the checkout; after
+    `pip install .` it is imported from site-packages, so the example points at it.
+    """
+    shipped = Path(__file__).resolve().parents[1] / "data" / "mnist"
+    return None if os.environ.get("TINYNET_DATA") or not shipped.is_dir() else str(shipped)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=positive_int, default=20)
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--backend", choices=tinynet.backend.BACKENDS, default="numpy")
     parser.add_argument("--data-dir", default=None,
-                        help="folder with the four MNIST files (default: $TINYNET_DATA, else ~/.cache/tinynet/mnist)")
+                        help="folder with the four MNIST files (default: $TINYNET_DATA, else the repository's "
+                             "data/mnist beside this example, else ~/.cache/tinynet/mnist)")
     parser.add_argument("--out", default="results", help="folder for figures and the saved model")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -142,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- the data -------------------------------------------------------------
     try:
-        (X_train, y_train), (X_test, y_test) = mnist.load_data(args.data_dir)
+        (X_train, y_train), (X_test, y_test) = mnist.load_data(args.data_dir or shipped_data_dir())
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

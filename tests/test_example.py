@@ -20,10 +20,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _data_dir() -> str:
-    data = os.environ.get("TINYNET_DATA")
-    if not data or not all((Path(data) / f"{name}.gz").exists() or (Path(data) / name).exists()
-                           for name in mnist.CHECKSUMS):
-        pytest.skip("real MNIST not found: set TINYNET_DATA to a folder with the four MNIST files")
+    data = os.environ.get("TINYNET_DATA") or str(mnist.SHIPPED)
+    if not all((Path(data) / f"{name}.gz").exists() or (Path(data) / name).exists() for name in mnist.CHECKSUMS):
+        pytest.skip(f"real MNIST not found in {data} (the repository ships it in data/mnist)")
     return data
 
 

@@ -18,7 +18,7 @@ import pytest
 from tinynet.datasets import mnist
 from tinynet.datasets.idx import read_idx
 
-REAL_DATA = os.environ.get("TINYNET_DATA")  # read before the fixture below hides it
+REAL_DATA = os.environ.get("TINYNET_DATA") or str(mnist.SHIPPED)  # read before the fixture below hides them
 NAMES = [mnist.TRAIN_IMAGES, mnist.TRAIN_LABELS, mnist.TEST_IMAGES, mnist.TEST_LABELS]
 
 
@@ -41,6 +41,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("TINYNET_DATA", raising=False)
+    monkeypatch.setattr(mnist, "SHIPPED", tmp_path / "no-shipped-copy")
     monkeypatch.setattr(mnist, "MIRRORS", [closed_port_url()])
 
 
@@ -194,6 +195,26 @@ def test_tinynet_data_variable_is_used(tmp_path, fake, monkeypatch):
     assert_loaded(mnist.load_data(checksums=checksums), arrays)
 
 
+def test_the_shipped_copy_comes_after_path_and_variable_and_before_the_cache(tmp_path, fake, monkeypatch):
+    arrays, raw, checksums = fake
+    shipped = tmp_path / "repo" / "data" / "mnist"
+    write_files(shipped, raw)
+    monkeypatch.setattr(mnist, "SHIPPED", shipped)
+    # no path, no variable: the shipped copy, and nothing goes to the cache folder (its mirror is a closed port)
+    assert_loaded(mnist.load_data(checksums=checksums), arrays)
+    assert not (tmp_path / "cache" / "tinynet" / "mnist").exists() or \
+        not any((tmp_path / "cache" / "tinynet" / "mnist").glob("*.gz"))
+    other = {name: a.copy() for name, a in arrays.items()}
+    other[mnist.TRAIN_LABELS] = np.array([1, 2, 3])
+    other_raw = {name: idx_bytes(a) for name, a in other.items()}
+    other_checksums = {name: hashlib.md5(data).hexdigest() for name, data in other_raw.items()}
+    write_files(tmp_path / "elsewhere", other_raw)
+    monkeypatch.setenv("TINYNET_DATA", str(tmp_path / "elsewhere"))
+    assert_loaded(mnist.load_data(checksums=other_checksums), other)  # the variable wins over the shipped copy
+    monkeypatch.delenv("TINYNET_DATA")
+    assert_loaded(mnist.load_data(tmp_path / "elsewhere", checksums=other_checksums), other)  # and so does a path
+
+
 def test_checksum_mismatch_names_the_file(tmp_path, fake):
     arrays, raw, checksums = fake
     raw = dict(raw, **{mnist.TEST_LABELS: idx_bytes(np.array([7, 3]))})  # valid IDX, wrong content
@@ -326,11 +347,9 @@ def test_no_reachable_mirror_fails_fast_listing_the_files(tmp_path):
 # ---- the real MNIST -------------------------------------------------------------------------
 
 def test_real_mnist(tmp_path):
-    if not REAL_DATA:
-        pytest.skip("TINYNET_DATA is not set; point it at a directory holding the four MNIST files")
     missing = [n for n in NAMES if not any((Path(REAL_DATA) / f).is_file() for f in (n, n + ".gz"))]
     if missing:
-        pytest.skip(f"TINYNET_DATA={REAL_DATA} lacks {', '.join(missing)}")
+        pytest.skip(f"{REAL_DATA} lacks {', '.join(missing)} (the repository ships them in data/mnist)")
     (x_train, y_train), (x_test, y_test) = mnist.load_data(REAL_DATA, mirrors=[])
     assert x_train.shape == (60000, 28, 28) and y_train.shape == (60000,)
     assert x_test.shape == (10000, 28, 28) and y_test.shape == (10000,)

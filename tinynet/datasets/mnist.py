@@ -4,9 +4,10 @@
 
 gives uint8 arrays of shapes (60000, 28, 28), (60000,), (10000, 28, 28), (10000,).
 
-Where the four files are looked for: the `path` argument, else $TINYNET_DATA, else the
-per-user cache ($XDG_CACHE_HOME/tinynet/mnist or ~/.cache/tinynet/mnist). Missing files
-are downloaded from the first mirror in MIRRORS that works.
+Where the four files are looked for, in this order: the `path` argument; $TINYNET_DATA;
+the copy shipped in the repository (`data/mnist/` of a checkout, when tinynet runs from one);
+the per-user cache ($XDG_CACHE_HOME/tinynet/mnist or ~/.cache/tinynet/mnist), where missing
+files are downloaded from the first mirror in MIRRORS that works.
 
 Integrity: the MD5 of each file's *decompressed* content must equal the published value,
 so a file that was recompressed (different .gz bytes, same data) is still accepted while
@@ -47,6 +48,7 @@ MIRRORS = [
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
 ]
+SHIPPED = Path(__file__).resolve().parents[2] / "data" / "mnist"  # in a checkout of the repository
 TIMEOUT = 10  # seconds; without network, fail in seconds rather than hang
 CHUNK = 1 << 16
 
@@ -192,7 +194,12 @@ def load_data(path: str | os.PathLike | None = None, *, mirrors: list[str] | Non
     """
     checksums = CHECKSUMS if checksums is None else checksums
     chosen = path if path is not None else os.environ.get("TINYNET_DATA") or None
-    directory = Path(chosen).expanduser() if chosen is not None else cache_root() / "mnist"
+    if chosen is not None:
+        directory = Path(chosen).expanduser()
+    elif all((SHIPPED / f"{name}.gz").is_file() for name in checksums):
+        directory = SHIPPED
+    else:
+        directory = cache_root() / "mnist"
     if chosen is not None and not directory.is_dir():
         # A mistyped path should not silently become a new download folder.
         raise FileNotFoundError(f"MNIST: {directory} is not a directory; {_expected_files(directory)}")
