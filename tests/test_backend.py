@@ -29,7 +29,7 @@ def test_unknown_backend_lists_the_valid_ones():
 def test_cupy_without_cupy_says_how_to_install_it():
     if backend.cupy_available():
         pytest.skip("CuPy and a GPU are available here, so selecting cupy succeeds")
-    with pytest.raises(ValueError, match=r"backend 'cupy'.*pip install tinynet\[cuda12\].*cupy-cuda12x"):
+    with pytest.raises(ValueError, match=r"backend 'cupy'.*pip install cupy-cuda12x.*cupy-cuda13x.*\.\[cuda12\]"):
         backend.set_backend("cupy")
     assert backend.get_backend() == "numpy" and backend.xp() is np  # the failed switch changed nothing
 

@@ -20,8 +20,8 @@ from tinynet import engine
 
 BACKENDS = ("numpy", "cupy", "auto")
 CUPY_INSTALL_HINT = (
-    "install CuPy for your CUDA version, e.g. `pip install tinynet[cuda12]` "
-    "(which pulls cupy-cuda12x), and make sure an NVIDIA GPU and driver are visible"
+    "install CuPy's package for your CUDA version, `pip install cupy-cuda12x` (or cupy-cuda13x), "
+    "or from a tinynet checkout `pip install \".[cuda12]\"`, and make sure an NVIDIA GPU and driver are visible"
 )
 
 _name = "numpy"

@@ -1,7 +1,9 @@
-"""Metrics reported next to the loss. Only accuracy, as in the tutorial."""
+"""Metrics: accuracy, reported next to the loss as in the tutorial, and the confusion matrix's counts."""
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from tinynet import backend
 
@@ -28,3 +30,21 @@ def count_correct(probs: Any, one_hot: Any) -> Any:
     """How many rows have their highest score at the true class (a 0-d array on the backend)."""
     xp = backend.xp()
     return (xp.argmax(probs, axis=1) == xp.argmax(one_hot, axis=1)).sum()
+
+
+def confusion_counts(truth: Any, predicted: Any, num_classes: int | None = None) -> np.ndarray:
+    """counts[i, j] = how many samples of true class i were predicted as class j (on the host)."""
+    truth = np.asarray(backend.to_numpy(truth)).reshape(-1)
+    predicted = np.asarray(backend.to_numpy(predicted)).reshape(-1)
+    if truth.shape != predicted.shape:
+        raise ValueError(f"confusion_counts: {truth.size} true labels but {predicted.size} predictions")
+    for name, labels in (("true labels", truth), ("predictions", predicted)):
+        if labels.dtype.kind not in "iu" or (labels.size and labels.min() < 0):
+            raise ValueError(f"confusion_counts: {name} must be class numbers 0, 1, 2, ..., got dtype {labels.dtype}"
+                             + (f" with values from {labels.min()}" if labels.size else ""))
+    truth, predicted = truth.astype(np.int64), predicted.astype(np.int64)  # uint8 labels would overflow below
+    top = int(max(truth.max(initial=0), predicted.max(initial=0))) + 1 if truth.size else 0
+    n = top if num_classes is None else int(num_classes)
+    if top > n:
+        raise ValueError(f"confusion_counts: class {top - 1} does not fit num_classes={n}")
+    return np.bincount(truth * n + predicted, minlength=n * n).reshape(n, n)
