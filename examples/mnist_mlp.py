@@ -57,7 +57,7 @@ def parse_args() -> argparse.Namespace:
                              "data/mnist beside this example, else ~/.cache/tinynet/mnist)")
     parser.add_argument("--out", default="results", help="folder for figures and the saved model")
     parser.add_argument("--seed", type=int, default=0)
-    in_notebook = "ipykernel" in sys.modules
+    in_notebook = "__file__" not in globals()  # `%run mnist_mlp.py --epochs 1` has a file and its own arguments
     return parser.parse_args(shlex.split(os.environ.get("MNIST_MLP_ARGS", "")) if in_notebook else None)
 
 
@@ -68,7 +68,8 @@ def shipped_data_dir() -> str | None:
     `pip install .` it is imported from site-packages, so the example points at it.
     """
     shipped = HERE.parent / "data" / "mnist"
-    return None if os.environ.get("TINYNET_DATA") or not shipped.is_dir() else str(shipped)
+    complete = all((shipped / f"{name}.gz").is_file() for name in mnist.CHECKSUMS)
+    return None if os.environ.get("TINYNET_DATA") or not complete else str(shipped)
 
 
 def figure_path(name: str) -> str | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import pytest
 
@@ -15,6 +16,19 @@ CUPY_SKIP_REASON = "cupy backend: CuPy not installed or no GPU"
 @functools.lru_cache(maxsize=None)
 def _cupy_available() -> bool:
     return backend.cupy_available()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """The MNIST loader's parsed-array cache goes to a folder of the test session, not the user's ~/.cache
+    (subprocesses and notebook kernels inherit the variable)."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
 
 
 @pytest.fixture(autouse=True)

@@ -73,6 +73,13 @@ def test_confusion_counts_against_a_loop():
         confusion_counts(truth, predicted[:-1])
     with pytest.raises(ValueError, match="predictions must be class numbers"):
         confusion_counts(truth, predicted + 0.5)
+    with pytest.raises(ValueError, match="true labels must be class numbers"):
+        confusion_counts(np.array(["a", "b"]), np.array([0, 1]))
+    with pytest.raises(ValueError, match="num_classes must be a whole number >= 0, got 2.7"):
+        confusion_counts(truth, predicted, 2.7)
+    with pytest.raises(ValueError, match="100001 classes make a 100001 x 100001 table"):
+        confusion_counts([0, 100000], [0, 0])
+    assert confusion_counts([], []).shape == (0, 0) and confusion_counts([], [], 3).sum() == 0
 
 
 @needs_matplotlib
@@ -92,8 +99,41 @@ def test_weights_images_are_the_columns_of_the_first_layer(digits_and_model):
 
 
 def test_without_matplotlib_each_figure_says_how_to_install_it(monkeypatch, digits_and_model):
-    images, labels, _ = digits_and_model
+    images, labels, model = digits_and_model
     monkeypatch.setattr(plotting, "Figure", None)
     assert not plotting.available()
-    with pytest.raises(ImportError, match=r"tinynet.plotting needs matplotlib: pip install matplotlib"):
-        plotting.digits(images[:4], labels[:4])
+    for draw in (lambda: plotting.digits(images[:4], labels[:4]), lambda: plotting.pixel_histogram(images[0]),
+                 lambda: plotting.learning_curves({"loss": [1.0]}), lambda: plotting.predictions(images, labels, labels),
+                 lambda: plotting.first_layer_weights(model), lambda: plotting.confusion_matrix(labels, labels)):
+        with pytest.raises(ImportError, match=r"tinynet.plotting needs matplotlib: pip install matplotlib"):
+            draw()
+
+
+@needs_matplotlib
+def test_confusion_matrix_rows_are_true_classes_and_columns_predictions():
+    truth, predicted = np.array([0, 0, 0, 1, 2, 2]), np.array([0, 0, 1, 1, 0, 2])  # two 0s right, one 0 taken for 1
+    fig = plotting.confusion_matrix(truth, predicted, 3)
+    ax = fig.axes[0]
+    cells = {(int(round(t.get_position()[1])), int(round(t.get_position()[0]))): int(t.get_text()) for t in ax.texts}
+    assert cells[(0, 0)] == 2 and cells[(0, 1)] == 1 and cells[(2, 0)] == 1 and cells[(1, 0)] == 0
+    assert ax.get_ylabel() == "true class" and ax.get_xlabel() == "predicted class"
+    np.testing.assert_array_equal(ax.images[0].get_array(), confusion_counts(truth, predicted, 3))
+
+
+@needs_matplotlib
+@pytest.mark.parametrize("draw, message", [
+    (lambda model, images, labels: plotting.predictions(images, labels, labels, count=0), "count must be a positive integer"),
+    (lambda model, images, labels: plotting.first_layer_weights(model, count=0), "count must be a positive integer"),
+    (lambda model, images, labels: plotting.confusion_matrix([], []), "no samples and no classes"),
+])
+def test_nothing_to_draw_is_a_clear_error(draw, message, digits_and_model):
+    images, labels, model = digits_and_model
+    with pytest.raises(ValueError, match=message):
+        draw(model, images, labels)
+
+
+@needs_matplotlib
+def test_learning_curves_label_the_last_epoch():
+    fig = plotting.learning_curves({"loss": list(np.linspace(1, 0.1, 20)), "val_accuracy": [0.5] * 20})
+    assert [ax.get_title() for ax in fig.axes] == ["model accuracy", "model loss"]  # validation-only accuracy shown
+    assert 20 in [int(t) for t in fig.axes[-1].get_xticks()]

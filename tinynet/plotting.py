@@ -40,6 +40,11 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=DPI)
 
 
+def _check_count(count: Any) -> None:
+    if not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"count must be a positive integer, got {count!r}")
+
+
 def _done(fig: Any, path: str | None) -> Any:
     if path is not None:
         fig.savefig(path, dpi=DPI)
@@ -50,18 +55,20 @@ def learning_curves(history: Any, path: str | None = None) -> Any:
     """Accuracy (when recorded) and loss per epoch, training and validation: `fit`'s History or its dict."""
     logs = getattr(history, "history", history)
     epochs = np.arange(1, len(logs["loss"]) + 1)
-    metrics = [m for m in ("accuracy", "loss") if m in logs]
+    metrics = [m for m in ("accuracy", "loss") if m in logs or "val_" + m in logs]
     fig = _figure(7, 3.5 * len(metrics))
     axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
     for ax, metric in zip(axes, metrics):
-        ax.plot(epochs, logs[metric], "o-", label="train")
+        if metric in logs:
+            ax.plot(epochs, logs[metric], "o-", label="train")
         if "val_" + metric in logs:
             ax.plot(epochs, logs["val_" + metric], "o-", label="validation")
         ax.set_title(f"model {metric}")
         ax.set_ylabel(metric)
         ax.legend(loc="lower right" if metric == "accuracy" else "upper right")
     axes[-1].set_xlabel("epoch")
-    axes[-1].set_xticks(epochs[:: max(1, len(epochs) // 10)])
+    step = max(1, math.ceil(len(epochs) / 10))
+    axes[-1].set_xticks(np.unique(np.append(epochs[::step], epochs[-1])))  # the last epoch always has its label
     fig.tight_layout()
     return _done(fig, path)
 
@@ -78,7 +85,7 @@ def _draw_digits(fig: Any, images: np.ndarray, titles: list[str], columns: int) 
 def digits(images: Any, labels: Any = None, predicted: Any = None, columns: int = 3,
            path: str | None = None) -> Any:
     """A grid of 28 x 28 digits (flat 784-vectors are fine), titled with their label and the model's guess."""
-    images = np.asarray(images)
+    images = backend.to_numpy(images)
     titles = []
     for i in range(len(images)):
         parts = [] if labels is None else [f"digit {labels[i]}"]
@@ -93,13 +100,14 @@ def digits(images: Any, labels: Any = None, predicted: Any = None, columns: int 
 
 def pixel_histogram(image: Any, label: Any = None, path: str | None = None) -> Any:
     """One digit beside the histogram of its pixel values: most pixels are background."""
-    image = np.asarray(image).reshape(28, 28)
+    image = backend.to_numpy(image).reshape(28, 28)
     fig = _figure(9, 4)
     left, right = fig.subplots(1, 2)
     left.imshow(image, cmap="gray", interpolation="none")
     left.set_title("digit" if label is None else f"digit {label}")
     left.set_axis_off()
-    right.hist(image.reshape(-1), bins=32, range=(0, max(255.0, float(image.max()))))
+    top = 1.0 if image.max() <= 1 else 255.0  # images scaled to 0..1, or raw bytes
+    right.hist(image.reshape(-1), bins=32, range=(0, max(top, float(image.max()))))
     right.set_title("pixel value distribution")
     right.set_xlabel("pixel value (0 = background)")
     right.set_ylabel("number of pixels")
@@ -109,7 +117,8 @@ def pixel_histogram(image: Any, label: Any = None, path: str | None = None) -> A
 
 def predictions(images: Any, truth: Any, predicted: Any, count: int = 9, path: str | None = None) -> Any:
     """`count` digits the model classified correctly beside `count` it got wrong, each with both labels."""
-    images, truth, predicted = np.asarray(images), np.asarray(truth), np.asarray(predicted)
+    images, truth, predicted = (backend.to_numpy(a) for a in (images, truth, predicted))
+    _check_count(count)
     columns = math.ceil(math.sqrt(count))
     fig = _figure(2 * 2.2 * columns, 2.2 * math.ceil(count / columns) + 0.6)
     for subfig, (title, pick) in zip(fig.subfigures(1, 2), (("classified correctly", predicted == truth),
@@ -129,6 +138,7 @@ def first_layer_weights(model: Any, count: int = 64, path: str | None = None) ->
     layer = next((layer for layer in model.layers if "W" in layer.weight_names), None)
     if layer is None:
         raise ValueError(f"{model.name}: first_layer_weights needs a model with a Dense layer")
+    _check_count(count)
     W = backend.to_numpy(layer.W)
     side = math.isqrt(W.shape[0])
     if side * side != W.shape[0]:
@@ -151,6 +161,8 @@ def confusion_matrix(truth: Any, predicted: Any, num_classes: int | None = None,
     """How often each true class (row) was predicted as each class (column); the diagonal is right."""
     counts = confusion_counts(truth, predicted, num_classes)
     n = counts.shape[0]
+    if n == 0:
+        raise ValueError("confusion_matrix: no samples and no classes to draw")
     fig = _figure(1 + 0.6 * n, 1 + 0.6 * n)
     ax = fig.subplots()
     ax.imshow(counts, cmap="Blues")
