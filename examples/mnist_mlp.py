@@ -88,7 +88,11 @@ except ValueError as err:  # e.g. cupy without CuPy or a GPU: say so and how to 
     print(f"error: {err}", file=sys.stderr)
     raise SystemExit(2) from None
 tinynet.set_seed(args.seed)
-os.makedirs(args.out, exist_ok=True)
+try:
+    os.makedirs(args.out, exist_ok=True)
+except OSError as err:  # e.g. --out names an existing file
+    print(f"error: --out {args.out}: cannot make a folder there ({err.strerror})", file=sys.stderr)
+    raise SystemExit(2) from None
 print(f"tinynet {tinynet.__version__}, backend {tinynet.get_backend()}, seed {args.seed}")
 if not plotting.available():
     print(f"figures are skipped: {plotting.INSTALL_HINT}")

@@ -8,15 +8,18 @@ import hashlib
 import http.server
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tinynet.datasets import mnist
-from tinynet.datasets.idx import read_idx
+from tinynet.datasets.idx import read_bytes, read_idx
 
 REAL_DATA = os.environ.get("TINYNET_DATA") or str(mnist.SHIPPED)  # read before the fixture below hides them
 NAMES = [mnist.TRAIN_IMAGES, mnist.TRAIN_LABELS, mnist.TEST_IMAGES, mnist.TEST_LABELS]
@@ -90,9 +93,23 @@ class Server:
                     return
                 kind, body = outer.routes[self.path]
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body) if kind == "ok" else 2 * len(body)))
+                if kind in ("ok", "cut", "announces-too-much"):
+                    self.send_header("Content-Length", str(len(body) if kind == "ok" else
+                                                           2 * len(body) if kind == "cut" else 1 << 30))
                 self.end_headers()
-                self.wfile.write(body)  # for "cut", half of what was announced, then close
+                try:
+                    if kind == "flood":  # no length announced, then far more than the file could be
+                        for _ in range(64):
+                            self.wfile.write(bytes(1 << 16))
+                    elif kind == "trickle":  # one byte every 0.1 s, 60 of them: slower than any deadline below
+                        for byte in body[:60]:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                    elif kind != "announces-too-much":
+                        self.wfile.write(body)  # for "cut", half of what was announced, then close
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+                    pass
                 self.close_connection = True
 
             def log_message(self, *args) -> None:
@@ -372,3 +389,73 @@ def test_a_damaged_data_file_says_what_is_wrong_not_only_checksum_mismatch(tmp_p
     write_files(tmp_path, dict(raw, **{mnist.TRAIN_IMAGES: damage(raw[mnist.TRAIN_IMAGES])}))
     with pytest.raises(ValueError, match=rf"train-images-idx3-ubyte\.gz.*{message}"):
         mnist.load_data(tmp_path, checksums=checksums)
+
+
+# ---- bounded resources -------------------------------------------------------------------------------------
+def _bomb(size: int) -> bytes:
+    """A few kB of gzip that inflate to `size` bytes."""
+    return gzip.compress(bytes(size), compresslevel=9)
+
+
+def test_a_gzip_bomb_in_the_data_folder_stops_at_the_file_s_known_size(data, fake):
+    arrays, raw, checksums = fake
+    write_files(data, raw)
+    bomb = _bomb(64 << 20)  # 64 MB of zeros, 64 kB on disk, named as the 60 kB labels file
+    (data / f"{mnist.TRAIN_LABELS}.gz").write_bytes(bomb)
+    assert len(bomb) < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=rf"{mnist.TRAIN_LABELS}.gz: decompresses to more than 60008 bytes"):
+            mnist.load_data(data, checksums=checksums)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak} bytes were allocated for a bomb that should stop at 60 kB"
+
+
+def test_read_bytes_limits_plain_and_gzipped_files(tmp_path):
+    (tmp_path / "plain").write_bytes(bytes(1000))
+    (tmp_path / "packed").write_bytes(gzip.compress(bytes(1000)))
+    assert read_bytes(tmp_path / "plain", limit=1000) == bytes(1000)
+    assert read_bytes(tmp_path / "packed", limit=1000) == bytes(1000)
+    for name, verb in (("plain", "holds"), ("packed", "decompresses to")):
+        with pytest.raises(ValueError, match=rf"{name}: {verb} more than 999 bytes"):
+            read_bytes(tmp_path / name, limit=999)
+
+
+def test_a_download_is_capped_in_bytes_whether_announced_or_not(data, fake, server):
+    _, raw, checksums = fake
+    flood = server.serve("flood", gz_files(raw), kind="flood")
+    announced = server.serve("big", gz_files(raw), kind="announces-too-much")
+    for mirror, why in ((flood, "more than the 1000000 bytes allowed"), (announced, "announces 1073741824 bytes")):
+        start = time.monotonic()
+        with pytest.raises(mnist.DatasetDownloadError, match=why):
+            mnist.load_data(data, mirrors=[mirror], checksums=checksums, max_download_bytes=1_000_000)
+        assert time.monotonic() - start < 10
+        assert leftovers(data) == []  # no part file left behind
+
+
+def test_a_download_has_an_overall_deadline(data, fake, server):
+    _, raw, checksums = fake
+    trickle = server.serve("slow", gz_files(raw), kind="trickle")
+    start = time.monotonic()
+    with pytest.raises(mnist.DatasetDownloadError, match=r"not done after 0.5 s"):
+        mnist.load_data(data, mirrors=[trickle], checksums=checksums, download_deadline_s=0.5)
+    assert time.monotonic() - start < 5
+    assert leftovers(data) == []
+
+
+def test_a_killed_download_s_part_file_is_removed_by_the_next_one(data, fake, server):
+    arrays, raw, checksums = fake
+    dead = _dead_pid()
+    stale = data / f".{mnist.TRAIN_IMAGES}.gz.{dead}.0000.part"
+    stale.write_bytes(b"half a download")
+    live = data / f".{mnist.TRAIN_IMAGES}.gz.{os.getpid()}.1111.part"  # this process: still writing
+    live.write_bytes(b"in progress")
+    assert_loaded(mnist.load_data(data, mirrors=[server.serve("good", gz_files(raw))], checksums=checksums), arrays)
+    assert not stale.exists() and live.exists()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)

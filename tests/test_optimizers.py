@@ -177,9 +177,9 @@ def test_bad_optimizer_arguments():
         optimizers.get("rmsprop")
     with pytest.raises(TypeError, match=r"optimizer must be a name \(sgd, adam\) or an Optimizer, got int"):
         optimizers.get(1)
-    with pytest.raises(ValueError, match=r"SGD: learning_rate must be > 0, got 0"):
+    with pytest.raises(ValueError, match=r"SGD: learning_rate must be a finite number > 0, got 0"):
         SGD(0)
-    with pytest.raises(ValueError, match=r"Adam: learning_rate must be > 0, got -1"):
+    with pytest.raises(ValueError, match=r"Adam: learning_rate must be a finite number > 0, got -1"):
         Adam(-1)
     with pytest.raises(ValueError, match=r"SGD: momentum must be in \[0, 1\), got 1"):
         SGD(momentum=1)
@@ -190,3 +190,42 @@ def test_bad_optimizer_arguments():
 def test_learning_rate_must_be_a_number():
     with pytest.raises(TypeError, match=r"Adam: learning_rate must be a number, got '0.1'"):
         Adam("0.1")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Adam(float("inf")), r"Adam: learning_rate must be a finite number > 0, got inf"),
+    (lambda: SGD(float("nan")), r"SGD: learning_rate must be a finite number > 0, got nan"),
+    (lambda: Adam(epsilon=float("nan")), r"Adam: epsilon must be a finite number >= 0, got nan"),
+    (lambda: Adam(epsilon=-1e-7), r"Adam: epsilon must be a finite number >= 0, got -1e-07"),
+    (lambda: Adam(beta_1=float("nan")), r"Adam: beta_1 must be in \[0, 1\), got nan"),
+])
+def test_numbers_out_of_range_are_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Adam(beta_1="0.9"), r"Adam: beta_1 must be a number, got '0.9'"),
+    (lambda: Adam(epsilon=None), r"Adam: epsilon must be a number, got None"),
+    (lambda: SGD(momentum="high"), r"SGD: momentum must be a number, got 'high'"),
+    (lambda: SGD(nesterov="yes"), r"SGD: nesterov must be True or False, got 'yes'"),
+])
+def test_text_where_a_number_belongs_is_a_type_error(make, message):
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("state, message", [
+    ({"iterations": np.array(-1), "m": np.zeros(3), "v": np.zeros(3)}, r"iterations\) must be a whole number >= 0"),
+    ({"iterations": np.array(2.5), "m": np.zeros(3), "v": np.zeros(3)}, r"iterations\) must be a whole number >= 0"),
+    ({"iterations": np.array([1, 2]), "m": np.zeros(3), "v": np.zeros(3)}, r"must be a whole number >= 0"),
+    ({"iterations": np.array(3), "m": np.zeros(3, int), "v": np.zeros(3)}, r"state m must hold finite real floats, got int"),
+    ({"iterations": np.array(3), "m": np.zeros(3), "v": np.zeros(3, complex)}, r"state v must hold finite real floats, got complex"),
+    ({"iterations": np.array(3), "m": np.array([0.0, np.nan, 1.0]), "v": np.zeros(3)}, r"state m must hold .* NaN or inf"),
+    ({"iterations": np.array(3), "m": np.zeros(3)}, r"Adam: state has m but not all of m, v"),
+])
+def test_a_crafted_optimizer_state_is_refused(state, message):
+    optimizer = Adam()
+    with pytest.raises(ValueError, match=message):
+        optimizer.set_state(state)
+    assert optimizer.iterations == 0 and optimizer.slots == {}  # nothing was taken

@@ -24,6 +24,14 @@ Shape = tuple[int, ...]
 _name_counters: dict[str, Iterator[int]] = defaultdict(itertools.count)
 
 
+def check_shape(shape: Any, what: str) -> Shape:
+    """A shape of positive integers, or a ValueError naming `what` and the shape given."""
+    if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise ValueError(f"{what} must be positive integers such as (784,), got {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
 def _snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
@@ -52,7 +60,7 @@ class Layer:
         self.name = name
         if input_shape is not None and not isinstance(input_shape, (tuple, list)):
             raise TypeError(f"{name}: input_shape must be a tuple such as (784,), got {input_shape!r}")
-        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.input_shape = None if input_shape is None else check_shape(input_shape, f"{name}: input_shape")
         self.output_shape: Shape | None = None
 
     def build(self, input_shape: Shape) -> Shape:
@@ -63,6 +71,17 @@ class Layer:
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
+
+    def weight_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        """The shape of each weight for inputs of `input_shape`, without creating any (none for this layer)."""
+        return {}
+
+    def get_random_state(self) -> dict[str, Any] | None:
+        """The state of the layer's own random generator, if it has one (saved with the model)."""
+        return None
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        raise ValueError(f"{self.name}: this layer has no random generator of its own to restore")
 
     def forward(self, x: Any, training: bool = False) -> Any:
         raise NotImplementedError
@@ -137,12 +156,16 @@ class Dense(Layer):
                              f"got per-sample shape {input_shape}; add a Flatten layer or reshape first")
         return (self.units,)
 
+    def weight_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        return {"W": (input_shape[0], self.units), "b": (self.units,)}
+
     def build(self, input_shape: Shape) -> Shape:
         out_shape = super().build(input_shape)
         gen = backend.make_rng(self.seed)
         dtype = backend.floatx()
-        self.W = backend.to_device(self._init_W((input_shape[0], self.units), gen), dtype)
-        self.b = backend.to_device(self._init_b((self.units,), gen), dtype)
+        shapes = self.weight_shapes(input_shape)
+        self.W = backend.to_device(self._init_W(shapes["W"], gen), dtype)
+        self.b = backend.to_device(self._init_b(shapes["b"], gen), dtype)
         self.dW = backend.xp().zeros_like(self.W)
         self.db = backend.xp().zeros_like(self.b)
         return out_shape
@@ -220,6 +243,8 @@ ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "softmax": Softmax, "linear
 
 def Activation(activation: str, name: str | None = None, input_shape: Shape | None = None) -> Layer:
     """Keras's `Activation("relu" | "softmax" | "linear")`: returns the matching layer."""
+    if not isinstance(activation, str):
+        raise TypeError(f"Activation: expected the name of an activation such as 'relu', got {activation!r}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"Activation: unknown activation {activation!r}; valid names are {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[activation](name=name, input_shape=input_shape)
@@ -245,6 +270,18 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.seed = seed
         self._rng = None if seed is None else np.random.default_rng(seed)
+
+    def get_random_state(self) -> dict[str, Any] | None:
+        return None if self._rng is None else self._rng.bit_generator.state
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        if self._rng is None:
+            raise ValueError(f"{self.name}: a state for its random generator, but the layer has no seed of its own")
+        try:
+            self._rng.bit_generator.state = state
+        except (TypeError, ValueError, KeyError) as err:
+            raise ValueError(f"{self.name}: not a state of its {type(self._rng.bit_generator).__name__} "
+                             f"generator ({err})") from None
 
     def forward(self, x: Any, training: bool = False) -> Any:
         if not training or self.rate == 0:

@@ -20,6 +20,7 @@ from tinynet import backend
 from tinynet.engine import fast
 
 EPSILON = 1e-7  # Keras clips probabilities to [eps, 1 - eps] so log never sees 0
+SUM_TOLERANCE = 1e-3  # how far a target row may sum from 1 (float32 rounding, label smoothing stay inside)
 
 
 class CategoricalCrossentropy:
@@ -46,6 +47,11 @@ class CategoricalCrossentropy:
         if not np.all(np.isfinite(y)) or y.min(initial=0) < 0 or y.max(initial=0) > 1:
             raise ValueError(f"{self.name}: one-hot targets must lie in [0, 1], "
                              f"got values from {y.min():g} to {y.max():g}")
+        sums = y.sum(axis=1, dtype=np.float64)
+        off = np.flatnonzero(np.abs(sums - 1) > SUM_TOLERANCE)
+        if off.size:  # all zeros, or several ones: the loss and accuracy would come out wrong
+            raise ValueError(f"{self.name}: each target row must sum to 1 (a one-hot or smoothed distribution over "
+                             f"the classes); {off.size} rows do not, row {off[0]} sums to {sums[off[0]]:g}")
 
     def one_hot(self, y: Any, classes: int) -> Any:
         return backend.to_device(y, backend.floatx())

@@ -13,7 +13,9 @@ this over data (fit, evaluate, predict) are in training.py; the file format is i
 """
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -21,7 +23,7 @@ import numpy as np
 from tinynet import backend, layers, losses, optimizers, saving, training
 from tinynet import metrics as metric_fns
 from tinynet.engine import fast
-from tinynet.layers import Layer, Shape, Softmax
+from tinynet.layers import Layer, Shape, Softmax, check_shape
 
 
 class Sequential:
@@ -64,7 +66,9 @@ class Sequential:
 
     def build(self, input_shape: Shape) -> None:
         """Create every layer's weights for samples of `input_shape` (batch dimension left out)."""
-        old, self.input_shape = self.input_shape, tuple(int(d) for d in input_shape)
+        if not self.layers:
+            raise ValueError(f"{self.name}: the model has no layers yet; add them first, e.g. model.add(Dense(10))")
+        old, self.input_shape = self.input_shape, check_shape(input_shape, f"{self.name}.build: input_shape")
         try:
             self._build_from(0)
         except Exception:
@@ -126,6 +130,11 @@ class Sequential:
         if loss is None:
             raise ValueError(f"{self.name}.compile: a loss is required, one of {', '.join(losses.LOSSES)}")
         loss, optimizer, metrics = losses.get(loss), optimizers.get(optimizer), metric_fns.get(metrics)
+        if self.layers and isinstance(self.layers[-1], Softmax) and loss.from_logits:
+            warnings.warn(f"{self.name}.compile: the model ends in a softmax, but the loss {loss.name} has "
+                          f"from_logits=True and takes a softmax of its own: the network's probabilities would be "
+                          f"treated as scores. Drop the final softmax, or use from_logits=False", UserWarning,
+                          stacklevel=2)
         optimizer.attach(self)
         if self.optimizer is not None and self.optimizer is not optimizer:
             self.optimizer.detach()  # the one it replaces may serve another model now
@@ -221,17 +230,26 @@ class Sequential:
         return [backend.to_numpy(w).copy() for layer in self.layers for w in layer.weights()]
 
     def set_weights(self, weights: list[Any]) -> None:
-        """Overwrite all weights, in the order get_weights gives them."""
+        """Overwrite all weights, in the order get_weights gives them; every array is checked before any is written."""
         self.require_built("set_weights")
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"set_weights: expected a list of arrays, as get_weights gives, got {type(weights).__name__}")
         slots = [(layer, name) for layer in self.layers for name in layer.weight_names]
         if len(weights) != len(slots):
             raise ValueError(f"set_weights: the model has {len(slots)} weight arrays, got {len(weights)}")
+        checked = []
         for (layer, name), value in zip(slots, weights):
-            target = getattr(layer, name)
-            if tuple(np.shape(value)) != tuple(target.shape):
+            target, value = getattr(layer, name), backend.to_numpy(value)
+            if value.dtype.kind not in "iuf":
+                raise TypeError(f"set_weights: layer {layer.name} weight {name} must be real numbers, got dtype "
+                                f"{value.dtype}")
+            if tuple(value.shape) != tuple(target.shape):
                 raise ValueError(f"set_weights: layer {layer.name} weight {name} has shape {tuple(target.shape)}, "
-                                 f"got {tuple(np.shape(value))}")
-        for (layer, name), value in zip(slots, weights):
+                                 f"got {tuple(value.shape)}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"set_weights: layer {layer.name} weight {name} contains NaN or inf")
+            checked.append(value)
+        for (layer, name), value in zip(slots, checked):
             getattr(layer, name)[...] = backend.to_device(value, self.params.dtype)
 
     def count_params(self) -> int:
@@ -259,39 +277,74 @@ class Sequential:
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: dict[str, type[Layer]] | None = None) -> Sequential:
         """A new model with the architecture get_config described (fresh weights; your own layer classes in custom_objects)."""
-        known = {**layers.LAYERS, **(custom_objects or {})}
-        model = cls(name=config["name"])
-        for entry in config["layers"]:
-            if entry["class_name"] not in known:
-                raise ValueError(f"unknown layer class {entry['class_name']!r}; known are {', '.join(known)} "
-                                 f"(pass your own classes as custom_objects={{'Name': Class}})")
-            model.add(known[entry["class_name"]].from_config(entry["config"]))
+        model = cls(layers=_layers_from_config(config, custom_objects), name=config["name"])
         if config["input_shape"] is not None and not model.built:
             model.build(config["input_shape"])
         return model
 
+    @staticmethod
+    def count_params_in_config(config: dict[str, Any], custom_objects: dict[str, type[Layer]] | None = None) -> int:
+        """How many weights the architecture in `config` holds, counted without creating any.
+
+        load_model checks a file's arrays against this before reading them, so a small file
+        claiming a huge layer is refused rather than allocated.
+        """
+        shape = check_shape(config["input_shape"], "input_shape") if config["input_shape"] is not None else None
+        total = 0
+        for layer in _layers_from_config(config, custom_objects):
+            shape = shape or layer.input_shape
+            if shape is None:
+                raise ValueError("the architecture has no input shape")
+            total += sum(math.prod(s) for s in layer.weight_shapes(shape).values())
+            shape = layer.compute_output_shape(shape)
+        return total
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write architecture, weights and optimizer state to one file (see tinynet.saving)."""
+        """Write architecture, weights, optimizer state and layers' own random generators to one file (tinynet.saving).
+
+        Written atomically; a path that is a symbolic link has its target replaced.
+        """
         self.require_built("save")
-        saving.write_model(path, {"model": self.get_config(), "compile": self.get_compile_config()}, self.params,
-                           None if self.optimizer is None else self.optimizer.get_state())
+        random_states = {layer.name: layer.get_random_state() for layer in self.layers
+                         if layer.get_random_state() is not None}
+        saving.write_model(path, {"model": self.get_config(), "compile": self.get_compile_config(),
+                                  "random_states": random_states},
+                           self.params, None if self.optimizer is None else self.optimizer.get_state())
 
 
 def load_model(path: str | os.PathLike, custom_objects: dict[str, type[Layer]] | None = None) -> Sequential:
     """Rebuild a model saved with `model.save(path)`: same layers, weights, and optimizer state."""
-    config, params, optimizer_state = saving.read_model(path)
+    config, params, optimizer_state = saving.read_model(
+        path, lambda model_config: Sequential.count_params_in_config(model_config, custom_objects))
     try:
+        if not np.all(np.isfinite(params)):
+            raise ValueError("the stored weights contain NaN or inf")
         with backend.using(dtype=params.dtype):  # a float64 model comes back in float64
             model = Sequential.from_config(config["model"], custom_objects)
-        if model.params.shape != params.shape:
-            raise ValueError(f"{model.params.shape[0]} weights in the architecture, {params.shape[0]} stored")
         model.params[...] = backend.to_device(params, model.params.dtype)
+        for layer in model.layers:
+            if layer.name in config["random_states"]:
+                layer.set_random_state(config["random_states"][layer.name])
         if config["compile"]:
             model.compile_from_config(config["compile"])
             for name, value in optimizer_state.items():
-                if name != "iterations" and value.shape != params.shape:
-                    raise ValueError(f"optimizer state {name} has shape {value.shape}, the weights {params.shape}")
+                if name != "iterations" and value.dtype != params.dtype:
+                    raise ValueError(f"optimizer state {name} is {value.dtype}, the weights {params.dtype}")
             model.optimizer.set_state(optimizer_state)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{os.fspath(path)}: not a valid tinynet model file ({type(err).__name__}: {err})") from None
     return model
+
+
+def _layers_from_config(config: dict[str, Any], custom_objects: dict[str, type[Layer]] | None) -> list[Layer]:
+    """New layers of the classes and configs listed (not built: no weights yet)."""
+    known = {**layers.LAYERS, **(custom_objects or {})}
+    if not isinstance(config.get("layers"), list):
+        raise ValueError(f"the architecture's layers must be a list, got {type(config.get('layers')).__name__}")
+    made = []
+    for entry in config["layers"]:
+        if entry["class_name"] not in known:
+            raise ValueError(f"unknown layer class {entry['class_name']!r}; known are {', '.join(known)} "
+                             f"(pass your own classes as custom_objects={{'Name': Class}})")
+        made.append(known[entry["class_name"]].from_config(entry["config"]))
+    return made

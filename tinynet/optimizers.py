@@ -36,16 +36,27 @@ class Optimizer:
     slot_names: tuple[str, ...] = ()
 
     def __init__(self, learning_rate: float) -> None:
-        if not isinstance(learning_rate, (int, float, np.integer, np.floating)) or isinstance(learning_rate, bool):
-            raise TypeError(f"{type(self).__name__}: learning_rate must be a number, got {learning_rate!r}")
-        if not learning_rate > 0:
-            raise ValueError(f"{type(self).__name__}: learning_rate must be > 0, got {learning_rate!r}")
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = self.check_number("learning_rate", learning_rate, low=0, low_open=True)
         self.slots: dict[str, Any] = {}
         self.engine_form: Any = None
         self._iterations = 0
         self._built_shape: tuple[int, ...] | None = None
         self._model: weakref.ref | None = None
+
+    def check_number(self, name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False,
+                     high_open: bool = False) -> float:
+        """`value` as a float if it is a finite number in the range, else a TypeError or ValueError saying so."""
+        kind = type(self).__name__
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+            raise TypeError(f"{kind}: {name} must be a number, got {value!r}")
+        inside = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+        if not math.isfinite(value) or not inside:
+            if math.isinf(high):
+                wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
+            else:
+                wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise ValueError(f"{kind}: {name} must be {wanted}, got {value!r}")
+        return float(value)
 
     # ---- the step -------------------------------------------------------------------------
     def step(self, params: Any, grads: Any) -> None:
@@ -88,10 +99,18 @@ class Optimizer:
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore a snapshot from get_state (copied, so later steps never write into `state`)."""
+        kind = type(self).__name__
         present = [name for name in self.slot_names if name in state]
         if present and len(present) != len(self.slot_names):
-            raise ValueError(f"{type(self).__name__}: state has {', '.join(present)} but not all of "
-                             f"{', '.join(self.slot_names)}")
+            raise ValueError(f"{kind}: state has {', '.join(present)} but not all of {', '.join(self.slot_names)}")
+        count = np.asarray(state["iterations"])
+        if count.shape != () or count.dtype.kind not in "iu" or int(count) < 0:
+            raise ValueError(f"{kind}: the step count (iterations) must be a whole number >= 0, got {count!r}")
+        for name in present:
+            value = np.asarray(backend.to_numpy(state[name]))
+            if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+                raise ValueError(f"{kind}: state {name} must hold finite real floats, got {value.dtype}"
+                                 + ("" if value.dtype.kind != "f" else " with NaN or inf"))
         self.engine_form = None
         self.slots = {name: backend.xp().array(state[name]) for name in present}
         self._iterations = int(state["iterations"])
@@ -136,9 +155,9 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(learning_rate)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum!r}")
-        self.momentum = float(momentum)
+        self.momentum = self.check_number("momentum", momentum, low=0, high=1, high_open=True)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"SGD: nesterov must be True or False, got {nesterov!r}")
         self.nesterov = bool(nesterov)
 
     def update(self, p: Any, g: Any) -> None:
@@ -173,10 +192,9 @@ class Adam(Optimizer):
     def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7) -> None:
         super().__init__(learning_rate)
-        for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= beta < 1:
-                raise ValueError(f"Adam: {label} must be in [0, 1), got {beta!r}")
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1 = self.check_number("beta_1", beta_1, low=0, high=1, high_open=True)
+        self.beta_2 = self.check_number("beta_2", beta_2, low=0, high=1, high_open=True)
+        self.epsilon = self.check_number("epsilon", epsilon, low=0)
 
     def update(self, p: Any, g: Any) -> None:
         if fast.adam_update:  # the same step in fewer passes over memory (CPU) or one kernel (GPU)

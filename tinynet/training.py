@@ -151,12 +151,10 @@ def fit(model: Any, x: Any, y: Any, batch_size: int = 32, epochs: int = 1, verbo
     for epoch in range(epochs):
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
-        start = time.perf_counter()
+        start, snapshot = time.perf_counter(), Snapshot(model)
         sums = _run_epoch(model, batches, step, totals, Progbar(batches.steps) if verbose == 1 else None)
-        if sums["failed"]:
-            warnings.warn(f"fit: the loss stopped being finite at epoch {epoch + 1}/{epochs}, batch "
-                          f"{int(sums['good_batches']) + 1}/{batches.steps}; training stopped, keeping the weights "
-                          f"from before that batch", RuntimeWarning, stacklevel=3)
+        if sums["failed"] or not snapshot.weights_finite():
+            _stop(model, snapshot, sums, f"epoch {epoch + 1}/{epochs}", batches.steps)
             return history
         logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["correct_sum"] / x.shape[0])
         if val:
@@ -166,6 +164,39 @@ def fit(model: Any, x: Any, y: Any, batch_size: int = 32, epochs: int = 1, verbo
             print(f" - {_format_seconds(time.perf_counter() - start)} - "
                   + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
     return history
+
+
+class Snapshot:
+    """The weights and optimizer state at the start of an epoch (one copy each), to go back to if they turn NaN.
+
+    A non-finite loss stops fit before the batch's update; but an update can also overflow the
+    weights while the loss is still finite. Checking the weights once per epoch and keeping this
+    copy costs two passes over them an epoch, not one a step.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.params = model, model.params.copy()
+        self.state = None if model.optimizer is None else model.optimizer.get_state()
+
+    def weights_finite(self) -> bool:
+        return bool(backend.xp().isfinite(self.model.params).all())
+
+    def restore(self) -> None:
+        self.model.params[...] = self.params
+        if self.state is not None:
+            self.model.optimizer.set_state(self.state)
+
+
+def _stop(model: Any, snapshot: Snapshot, sums: dict[str, float], where: str, steps: int) -> None:
+    """Warn that training stopped, and why; go back to the snapshot if the weights are no longer finite."""
+    if snapshot.weights_finite():
+        what = (f"the loss stopped being finite at {where}, batch {int(sums['good_batches']) + 1}/{steps}; "
+                f"training stopped, keeping the weights from before that batch")
+    else:
+        snapshot.restore()
+        what = (f"the weights became NaN or infinite during {where} (an update overflowed them); training stopped, "
+                f"keeping the weights and optimizer state from the start of that epoch")
+    warnings.warn(f"fit: {what}", RuntimeWarning, stacklevel=4)
 
 
 def _run_epoch(model: Any, batches: Batches, step: Callable[..., None], totals: EpochTotals,
@@ -225,11 +256,14 @@ def train_on_batch(model: Any, x: Any, y: Any) -> float | list[float]:
     model.require_compiled("train_on_batch")
     x = prepare_x(model, x, "train_on_batch")
     y = prepare_y(model, y, x.shape[0], "train_on_batch")
-    totals = EpochTotals()
+    totals, snapshot = EpochTotals(), Snapshot(model)
     train_batch(model, x, y, totals)
     sums = totals.read()
     if sums["failed"]:
         raise FloatingPointError("train_on_batch: the loss became NaN or infinite; the step was not applied")
+    if not snapshot.weights_finite():
+        snapshot.restore()
+        raise FloatingPointError("train_on_batch: the update made weights NaN or infinite; the step was undone")
     logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["correct_sum"] / x.shape[0])
     return list(logs.values()) if model.metrics else logs["loss"]
 
@@ -237,8 +271,9 @@ def train_on_batch(model: Any, x: Any, y: Any) -> float | list[float]:
 # ---- data checks (once per call, never per batch) ---------------------------------------------
 def prepare_x(model: Any, x: Any, what: str) -> Any:
     """x checked against the model (built for it if need be) and moved to the backend in the model's dtype."""
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        x = np.asarray(x)
+    x = _as_array(x, "x", what)
+    if backend.get_backend() == "numpy":
+        x = backend.to_numpy(x)  # a GPU array given to the NumPy backend comes home first
     if x.dtype.kind not in "biuf":
         raise TypeError(f"{what}: x must be numeric, got dtype {x.dtype}")
     if x.ndim < 2:
@@ -249,16 +284,20 @@ def prepare_x(model: Any, x: Any, what: str) -> Any:
     if tuple(x.shape[1:]) != model.input_shape:
         raise ValueError(f"{what}: layer {model.layers[0].name} expects input of shape "
                          f"(batch, {', '.join(map(str, model.input_shape))}), got {tuple(x.shape)}")
-    x = backend.to_device(x, model.params.dtype)
-    if not bool(backend.xp().isfinite(x).all()):
+    xp = np if isinstance(x, np.ndarray) else backend.xp()
+    if x.dtype.kind == "f" and not bool(xp.isfinite(x).all()):  # checked as given: 1e300 is finite in float64
         raise ValueError(f"{what}: x contains NaN or inf")
-    return x
+    if x.dtype.kind == "f" and x.dtype.itemsize > model.params.dtype.itemsize and x.size:  # float64 into float32
+        largest = max(abs(float(x.min())), abs(float(x.max())))
+        if largest > float(np.finfo(model.params.dtype).max):
+            raise ValueError(f"{what}: x holds values up to {largest:g}, beyond the range of the model's "
+                             f"{model.params.dtype} ({np.finfo(model.params.dtype).max:g}); scale the inputs first")
+    return backend.to_device(x, model.params.dtype)
 
 
 def prepare_y(model: Any, y: Any, n: int, what: str) -> Any:
     """Targets y checked against the model's loss and output, moved to the backend."""
-    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
-        y = np.asarray(y)
+    y = _as_array(y, "y", what)
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{what}: y must be numeric, got dtype {y.dtype}")
     if n == 0:  # the mean loss over no samples is 0/0
@@ -270,6 +309,17 @@ def prepare_y(model: Any, y: Any, n: int, what: str) -> Any:
     if isinstance(model.loss, losses.SparseCategoricalCrossentropy):
         return backend.to_device(y)
     return backend.to_device(y, model.params.dtype)
+
+
+def _as_array(data: Any, name: str, what: str) -> Any:
+    """An array as given (NumPy or CuPy), or a nested list made into one; a ragged list is a clear error."""
+    if hasattr(data, "shape") and hasattr(data, "dtype"):
+        return data
+    try:
+        return np.asarray(data)
+    except ValueError as err:  # numpy: "setting an array element with a sequence ... inhomogeneous shape"
+        raise ValueError(f"{what}: {name} must be a rectangular array of numbers (every row the same length), "
+                         f"got a {type(data).__name__} that is not ({err})") from None
 
 
 def _prepare_validation(model: Any, validation_data: Any) -> tuple[Any, Any] | None:

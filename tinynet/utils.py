@@ -13,8 +13,13 @@ def to_categorical(y: Any, num_classes: int | None = None, dtype: str = "float32
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"to_categorical: expected labels of shape (n,), got {y.shape}")
-    if y.dtype.kind not in "biuf" or (y.size and not np.all(y == np.round(y))):
-        raise ValueError(f"to_categorical: labels must be whole numbers, got dtype {y.dtype}")
+    if y.dtype.kind not in "biuf" or (y.size and not (np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
+        raise ValueError(f"to_categorical: labels must be whole numbers, got dtype {y.dtype}"
+                         + (f" with values such as {float(y[~(np.isfinite(y) & (y == np.round(y)))][0])!r}"
+                            if y.dtype.kind == "f" else ""))
+    if num_classes is not None and (not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool)
+                                    or num_classes < 0):
+        raise ValueError(f"to_categorical: num_classes must be a whole number >= 0, got {num_classes!r}")
     if y.size and y.min() < 0:
         raise ValueError(f"to_categorical: labels must be >= 0, got {y.min()}")
     top = int(y.max()) + 1 if y.size else 0

@@ -19,6 +19,7 @@ import gzip
 import math
 import os
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -28,16 +29,39 @@ UINT8 = 0x08
 OTHER_TYPES = {0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The file's content, decompressed if it is gzip (checked by magic bytes)."""
+MAX_BYTES = 256 << 20  # the most a file may hold, decompressed, unless the caller says less (MNIST: its sizes)
+CHUNK = 1 << 20
+
+
+def read_bytes(path: str | os.PathLike, limit: int = MAX_BYTES) -> bytes:
+    """The file's content, decompressed if it is gzip (checked by magic bytes), at most `limit` bytes.
+
+    A file, or what it decompresses to, that is longer than `limit` is refused once `limit`
+    bytes have been read: a few kB of gzip that inflate to gigabytes cost no more than that.
+    """
+    name = os.fspath(path)
     with open(path, "rb") as f:
-        data = f.read()
-    if not data.startswith(GZIP_MAGIC):
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as err:  # bad header or CRC, cut stream, bad deflate data
-        raise ValueError(f"{os.fspath(path)}: corrupt gzip data ({err})") from err
+        if f.read(2) != GZIP_MAGIC:
+            f.seek(0)
+            return _read_capped(f, limit, f"{name}: holds")
+        f.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=f) as unzipped:
+                return _read_capped(unzipped, limit, f"{name}: decompresses to")
+        except (OSError, EOFError, zlib.error) as err:  # bad header or CRC, cut stream, bad deflate data
+            raise ValueError(f"{name}: corrupt gzip data ({err})") from err
+
+
+def _read_capped(stream: Any, limit: int, what: str) -> bytes:
+    """All of `stream`, a chunk at a time (memory follows what arrives, not the limit), or a ValueError past `limit`."""
+    chunks, total = [], 0
+    while chunk := stream.read(CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise ValueError(f"{what} more than {limit} bytes, the most this file may hold "
+                             "(a gzip bomb, or not the file expected)")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_idx(data: bytes, name: str, ndim: int | None = None) -> np.ndarray:

@@ -18,19 +18,21 @@ and replacing a file invalidates the cache.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import json
 import os
 import sys
-import tempfile
+import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from tinynet.datasets.idx import parse_idx, read_bytes
+from tinynet.datasets.idx import MAX_BYTES, parse_idx, read_bytes
+from tinynet.files import atomic_write
 from tinynet.progress import Progbar
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
@@ -49,8 +51,20 @@ MIRRORS = [
     "http://yann.lecun.com/exdb/mnist/",
 ]
 SHIPPED = Path(__file__).resolve().parents[2] / "data" / "mnist"  # in a checkout of the repository
-TIMEOUT = 10  # seconds; without network, fail in seconds rather than hang
+TIMEOUT = 10  # seconds of silence before one read gives up: without network, fail in seconds
+MAX_DOWNLOAD_BYTES = 32 << 20  # for one file; MNIST's largest is about 10 MB gzipped
+DOWNLOAD_DEADLINE_S = 600.0  # for one file, however slowly a server trickles it
+# What each file decompresses to, so that no file is inflated past it (a gzip bomb stops there).
+SIZES = {TRAIN_IMAGES: 47040016, TRAIN_LABELS: 60008, TEST_IMAGES: 7840016, TEST_LABELS: 10008}
 CHUNK = 1 << 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one download may take: bytes and seconds."""
+
+    max_bytes: int = MAX_DOWNLOAD_BYTES
+    deadline_s: float = DOWNLOAD_DEADLINE_S
 
 
 class DatasetDownloadError(OSError):
@@ -75,36 +89,42 @@ def _check_md5(data: bytes, name: str, md5: str) -> None:
                          f"got {got} ({len(data)} bytes); the file is corrupt or not the MNIST file")
 
 
-def _download(url: str, target: Path, md5: str) -> None:
-    """Download url into a temp file next to target; rename it into place only once verified."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as response:
-            size = response.headers.get("Content-Length")
-            total = int(size) if size else None
-            print(f"Downloading {url}", file=sys.stderr)
-            bar, received = Progbar(total, unit="B", stream=sys.stderr), 0
-            while chunk := response.read(CHUNK):
-                out.write(chunk)
-                received += len(chunk)
-                bar.update(received)
-            bar.update(received, finalize=True)
+def _download(url: str, target: Path, md5: str, limits: Limits) -> None:
+    """Download url into a temporary file beside target, renamed into place only once verified.
+
+    The download stops with an error past `limits.max_bytes` bytes or `limits.deadline_s` seconds,
+    however the server behaves; each read also times out after TIMEOUT seconds of silence.
+    """
+    start = time.monotonic()
+    with atomic_write(target, suffix=".part") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        size = response.headers.get("Content-Length")
+        total = int(size) if size and size.isdigit() else None
+        if total is not None and total > limits.max_bytes:
+            raise ValueError(f"the server announces {total} bytes, more than the {limits.max_bytes} allowed")
+        print(f"Downloading {url}", file=sys.stderr)
+        bar, received = Progbar(total, unit="B", stream=sys.stderr), 0
+        while chunk := response.read1(CHUNK):  # whatever has arrived: a trickle cannot outlast the deadline
+            received += len(chunk)
+            if received > limits.max_bytes:
+                raise ValueError(f"more than the {limits.max_bytes} bytes allowed for this file")
+            if time.monotonic() - start > limits.deadline_s:
+                raise ValueError(f"not done after {limits.deadline_s:g} s ({received} bytes received)")
+            out.write(chunk)
+            bar.update(received)
+        bar.update(received, finalize=True)
         if total is not None and received != total:
             raise ValueError(f"connection closed after {received} of {total} bytes")
-        _check_md5(read_bytes(tmp), url, md5)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        out.flush()
+        _check_md5(read_bytes(out.name, SIZES.get(target.name.removesuffix(".gz"), MAX_BYTES)), url, md5)
 
 
-def fetch(name: str, directory: str | os.PathLike, mirrors: list[str], md5: str) -> Path:
+def fetch(name: str, directory: str | os.PathLike, mirrors: list[str], md5: str, limits: Limits | None = None) -> Path:
     """Download `name`.gz into directory from the first mirror that serves a file with the right MD5."""
-    target, reasons = Path(directory) / f"{name}.gz", []
+    target, reasons, limits = Path(directory) / f"{name}.gz", [], limits or Limits()
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + target.name
         try:
-            _download(url, target, md5)
+            _download(url, target, md5, limits)
             return target
         except (OSError, ValueError, http.client.HTTPException) as err:  # URLError, timeouts are OSErrors
             reasons.append(f"  {url}: {err}")
@@ -112,7 +132,7 @@ def fetch(name: str, directory: str | os.PathLike, mirrors: list[str], md5: str)
 
 
 def ensure_files(directory: str | os.PathLike, mirrors: list[str] | None = None,
-                 checksums: dict[str, str] | None = None) -> dict[str, Path]:
+                 checksums: dict[str, str] | None = None, limits: Limits | None = None) -> dict[str, Path]:
     """Path of each file in `checksums` inside directory (plain or .gz), downloading missing ones."""
     directory, checksums = Path(directory), CHECKSUMS if checksums is None else checksums
     mirrors = MIRRORS if mirrors is None else mirrors
@@ -124,7 +144,7 @@ def ensure_files(directory: str | os.PathLike, mirrors: list[str] | None = None,
             continue
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            files[name] = fetch(name, directory, mirrors, md5)
+            files[name] = fetch(name, directory, mirrors, md5, limits)
         except OSError as err:  # includes DatasetDownloadError and a read-only directory
             raise DatasetDownloadError(f"MNIST: {name}.gz is missing and could not be downloaded; "
                                        f"{_expected_files(directory)}.\n{err}") from err
@@ -151,16 +171,12 @@ def _read_cache(cache: Path, key: str) -> dict[str, np.ndarray] | None:
 
 def _write_cache(cache: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
     """Save atomically (temp file + rename); an unwritable cache only costs speed, so errors are ignored."""
-    tmp = None
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as f:
-            tmp = f.name
+        with atomic_write(cache) as f:
             np.savez(f, key=np.array(key), **arrays)
-        os.replace(tmp, cache)
     except OSError:
-        if tmp and os.path.exists(tmp):
-            os.remove(tmp)
+        pass
 
 
 def _check_shapes(arrays: dict[str, np.ndarray]) -> None:
@@ -177,7 +193,7 @@ def _read_verified(files: dict[str, Path], checksums: dict[str, str]) -> dict[st
     """Check each file's MD5, parse it, and check that the four arrays fit together."""
     arrays = {}
     for name, file in files.items():
-        data = read_bytes(file)
+        data = read_bytes(file, SIZES.get(name, MAX_BYTES))
         # parse first: a bad header or a wrong size gets its own message, not just "checksum mismatch"
         arrays[name] = parse_idx(data, str(file), ndim=3 if "images" in name else 1)
         _check_md5(data, str(file), checksums[name])
@@ -186,11 +202,14 @@ def _read_verified(files: dict[str, Path], checksums: dict[str, str]) -> dict[st
 
 
 def load_data(path: str | os.PathLike | None = None, *, mirrors: list[str] | None = None,
-              checksums: dict[str, str] | None = None,
+              checksums: dict[str, str] | None = None, max_download_bytes: int = MAX_DOWNLOAD_BYTES,
+              download_deadline_s: float = DOWNLOAD_DEADLINE_S,
               ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Return (x_train, y_train), (x_test, y_test) as uint8 arrays, downloading the files if needed.
 
     `mirrors` replaces MIRRORS and `checksums` replaces CHECKSUMS (tests use tiny fake files).
+    A download stops with an error past `max_download_bytes` bytes or `download_deadline_s`
+    seconds for one file; no file is decompressed past its known size (SIZES).
     """
     checksums = CHECKSUMS if checksums is None else checksums
     chosen = path if path is not None else os.environ.get("TINYNET_DATA") or None
@@ -203,7 +222,7 @@ def load_data(path: str | os.PathLike | None = None, *, mirrors: list[str] | Non
     if chosen is not None and not directory.is_dir():
         # A mistyped path should not silently become a new download folder.
         raise FileNotFoundError(f"MNIST: {directory} is not a directory; {_expected_files(directory)}")
-    files = ensure_files(directory, mirrors, checksums)
+    files = ensure_files(directory, mirrors, checksums, Limits(max_download_bytes, download_deadline_s))
     cache, key = _cache_file(files, checksums)
     arrays = _read_cache(cache, key)
     if arrays is None:  # first use of these files: verify, parse, and remember the result
