@@ -459,3 +459,13 @@ def test_a_killed_download_s_part_file_is_removed_by_the_next_one(data, fake, se
 def _dead_pid() -> int:
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return int(proc.stdout)
+
+
+def test_a_downloaded_gzip_bomb_is_refused_at_the_file_s_known_size(data, fake, server):
+    _, raw, checksums = fake
+    files = gz_files(raw)
+    files[f"{mnist.TRAIN_LABELS}.gz"] = _bomb(64 << 20)  # 64 kB on the wire, 64 MB inflated, for a 60 kB file
+    mirror = server.serve("bomb", files)
+    with pytest.raises(mnist.DatasetDownloadError, match=r"decompresses to more than 60008 bytes"):
+        mnist.load_data(data, mirrors=[mirror], checksums=checksums)
+    assert not (data / f"{mnist.TRAIN_LABELS}.gz").exists() and not list(data.glob("*.part"))
