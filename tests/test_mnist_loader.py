@@ -92,6 +92,17 @@ class Server:
                     self.send_error(404)
                     return
                 kind, body = outer.routes[self.path]
+                if kind == "slow-headers":  # a status line, then one header byte every 0.1 s, 60 of them
+                    try:
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                        for _ in range(60):
+                            self.wfile.write(b"a")
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    self.close_connection = True
+                    return
                 self.send_response(200)
                 if kind in ("ok", "cut", "announces-too-much"):
                     self.send_header("Content-Length", str(len(body) if kind == "ok" else
@@ -447,10 +458,11 @@ def test_a_download_has_an_overall_deadline(data, fake, server):
 
 def test_a_killed_download_s_part_file_is_removed_by_the_next_one(data, fake, server):
     arrays, raw, checksums = fake
+    from tinynet.files import HOST
     dead = _dead_pid()
-    stale = data / f".{mnist.TRAIN_IMAGES}.gz.{dead}.0000.part"
+    stale = data / f".{mnist.TRAIN_IMAGES}.gz.{HOST}-{dead}.00000000.part"
     stale.write_bytes(b"half a download")
-    live = data / f".{mnist.TRAIN_IMAGES}.gz.{os.getpid()}.1111.part"  # this process: still writing
+    live = data / f".{mnist.TRAIN_IMAGES}.gz.{HOST}-{os.getpid()}.11111111.part"  # this process: still writing
     live.write_bytes(b"in progress")
     assert_loaded(mnist.load_data(data, mirrors=[server.serve("good", gz_files(raw))], checksums=checksums), arrays)
     assert not stale.exists() and live.exists()
@@ -469,3 +481,13 @@ def test_a_downloaded_gzip_bomb_is_refused_at_the_file_s_known_size(data, fake, 
     with pytest.raises(mnist.DatasetDownloadError, match=r"decompresses to more than 60008 bytes"):
         mnist.load_data(data, mirrors=[mirror], checksums=checksums)
     assert not (data / f"{mnist.TRAIN_LABELS}.gz").exists() and not list(data.glob("*.part"))
+
+
+def test_the_deadline_covers_headers_sent_slowly(data, fake, server):
+    _, raw, checksums = fake
+    mirror = server.serve("slowheaders", gz_files(raw), kind="slow-headers")
+    start = time.monotonic()
+    with pytest.raises(mnist.DatasetDownloadError, match=r"not done after 0.5 s"):
+        mnist.load_data(data, mirrors=[mirror], checksums=checksums, download_deadline_s=0.5)
+    assert time.monotonic() - start < 5
+    assert leftovers(data) == []

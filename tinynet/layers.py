@@ -57,6 +57,8 @@ class Layer:
             base = _snake_case(type(self).__name__)
             count = next(_name_counters[base])
             name = base if count == 0 else f"{base}_{count}"
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
         self.name = name
         if input_shape is not None and not isinstance(input_shape, (tuple, list)):
             raise TypeError(f"{name}: input_shape must be a tuple such as (784,), got {input_shape!r}")
@@ -279,7 +281,7 @@ class Dropout(Layer):
             raise ValueError(f"{self.name}: a state for its random generator, but the layer has no seed of its own")
         try:
             self._rng.bit_generator.state = state
-        except (TypeError, ValueError, KeyError) as err:
+        except Exception as err:  # noqa: BLE001 - numpy raises several kinds for a malformed state
             raise ValueError(f"{self.name}: not a state of its {type(self._rng.bit_generator).__name__} "
                              f"generator ({err})") from None
 

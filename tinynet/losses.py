@@ -34,7 +34,9 @@ class CategoricalCrossentropy:
     name = "categorical_crossentropy"
 
     def __init__(self, from_logits: bool = False) -> None:
-        self.from_logits = from_logits
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise TypeError(f"{self.name}: from_logits must be True or False, got {from_logits!r}")
+        self.from_logits = bool(from_logits)
 
     def check_targets(self, y: Any, n: int, classes: int) -> None:
         """Raise a clear error when y cannot be targets for n predictions over `classes` classes."""

@@ -52,6 +52,9 @@ class Sequential:
         """Append a layer; it is built at once when the input shape is known."""
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}.add: expected a tinynet Layer, got {type(layer).__name__}")
+        if any(other.name == layer.name and other is not layer for other in self.layers):
+            raise ValueError(f"{self.name}.add: a layer named {layer.name!r} is already in this model; the layers of "
+                             f"a model need distinct names (they key its saved state)")
         layer.attach(self)
         self.layers.append(layer)
         try:
@@ -237,9 +240,14 @@ class Sequential:
         slots = [(layer, name) for layer in self.layers for name in layer.weight_names]
         if len(weights) != len(slots):
             raise ValueError(f"set_weights: the model has {len(slots)} weight arrays, got {len(weights)}")
-        checked = []
+        checked, largest = [], float(np.finfo(self.params.dtype).max)
         for (layer, name), value in zip(slots, weights):
-            target, value = getattr(layer, name), backend.to_numpy(value)
+            target = getattr(layer, name)
+            try:
+                value = backend.to_numpy(value)
+            except ValueError as err:  # a ragged list
+                raise ValueError(f"set_weights: layer {layer.name} weight {name} is not a rectangular array ({err})") \
+                    from None
             if value.dtype.kind not in "iuf":
                 raise TypeError(f"set_weights: layer {layer.name} weight {name} must be real numbers, got dtype "
                                 f"{value.dtype}")
@@ -248,6 +256,9 @@ class Sequential:
                                  f"got {tuple(value.shape)}")
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"set_weights: layer {layer.name} weight {name} contains NaN or inf")
+            if value.size and float(np.abs(value).max()) > largest:
+                raise ValueError(f"set_weights: layer {layer.name} weight {name} holds values up to "
+                                 f"{float(np.abs(value).max()):g}, beyond the model's {self.params.dtype}")
             checked.append(value)
         for (layer, name), value in zip(slots, checked):
             getattr(layer, name)[...] = backend.to_device(value, self.params.dtype)
@@ -305,17 +316,21 @@ class Sequential:
         Written atomically; a path that is a symbolic link has its target replaced.
         """
         self.require_built("save")
-        random_states = {layer.name: layer.get_random_state() for layer in self.layers
-                         if layer.get_random_state() is not None}
+        state = None if self.optimizer is None else self.optimizer.get_state()
+        if not bool(backend.xp().isfinite(self.params).all()) or \
+                not all(np.all(np.isfinite(value)) for value in (state or {}).values()):
+            raise ValueError(f"save: the weights of {self.name} or its optimizer's state contain NaN or inf; "
+                             f"not saved (load_model would refuse the file)")
+        random_states = {layer.name: layer.get_random_state() for layer in self.layers}
+        random_states = {name: generator for name, generator in random_states.items() if generator is not None}
         saving.write_model(path, {"model": self.get_config(), "compile": self.get_compile_config(),
                                   "random_states": random_states},
-                           self.params, None if self.optimizer is None else self.optimizer.get_state())
+                           self.params, state)
 
 
 def load_model(path: str | os.PathLike, custom_objects: dict[str, type[Layer]] | None = None) -> Sequential:
     """Rebuild a model saved with `model.save(path)`: same layers, weights, and optimizer state."""
-    config, params, optimizer_state = saving.read_model(
-        path, lambda model_config: Sequential.count_params_in_config(model_config, custom_objects))
+    config, params, optimizer_state = saving.read_model(path, lambda found: _arrays_in_file(found, custom_objects))
     try:
         if not np.all(np.isfinite(params)):
             raise ValueError("the stored weights contain NaN or inf")
@@ -331,9 +346,20 @@ def load_model(path: str | os.PathLike, custom_objects: dict[str, type[Layer]] |
                 if name != "iterations" and value.dtype != params.dtype:
                     raise ValueError(f"optimizer state {name} is {value.dtype}, the weights {params.dtype}")
             model.optimizer.set_state(optimizer_state)
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise ValueError(f"{os.fspath(path)}: not a valid tinynet model file ({type(err).__name__}: {err})") from None
     return model
+
+
+def _arrays_in_file(config: dict[str, Any], custom_objects: dict[str, type[Layer]] | None) -> dict[str, tuple]:
+    """The arrays a model file with this configuration holds, and their shapes, worked out without creating them."""
+    n = Sequential.count_params_in_config(config["model"], custom_objects)
+    arrays: dict[str, tuple] = {"params": (n,)}
+    if config["compile"]:
+        optimizer = optimizers.from_config(config["compile"]["optimizer"])  # small: its slots are made at a step
+        arrays[saving.OPTIMIZER + "iterations"] = ()
+        arrays.update({saving.OPTIMIZER + name: (n,) for name in optimizer.slot_names})
+    return arrays
 
 
 def _layers_from_config(config: dict[str, Any], custom_objects: dict[str, type[Layer]] | None) -> list[Layer]:

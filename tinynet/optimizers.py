@@ -22,6 +22,9 @@ from tinynet import backend
 from tinynet.engine import fast
 
 
+MAX_ITERATIONS = 1 << 53  # steps a float64 counts exactly; far beyond any training run
+
+
 class Optimizer:
     """Base class: `step(params, grads)` updates `params` in place and counts the step.
 
@@ -103,9 +106,12 @@ class Optimizer:
         present = [name for name in self.slot_names if name in state]
         if present and len(present) != len(self.slot_names):
             raise ValueError(f"{kind}: state has {', '.join(present)} but not all of {', '.join(self.slot_names)}")
+        if "iterations" not in state:
+            raise ValueError(f"{kind}: the state has no step count (iterations)")
         count = np.asarray(state["iterations"])
-        if count.shape != () or count.dtype.kind not in "iu" or int(count) < 0:
-            raise ValueError(f"{kind}: the step count (iterations) must be a whole number >= 0, got {count!r}")
+        if count.shape != () or count.dtype.kind not in "iu" or not 0 <= int(count) <= MAX_ITERATIONS:
+            raise ValueError(f"{kind}: the step count (iterations) must be a whole number from 0 to {MAX_ITERATIONS}, "
+                             f"got {count!r}")
         for name in present:
             value = np.asarray(backend.to_numpy(state[name]))
             if value.dtype.kind != "f" or not np.all(np.isfinite(value)):

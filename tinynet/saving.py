@@ -35,6 +35,7 @@ OPTIMIZER = "optimizer."  # prefix of the optimizer state's arrays
 
 
 CONFIG_LIMIT = 1 << 20  # bytes of JSON; a model's architecture takes a few kB
+HEADER_LIMIT = 1 << 16  # bytes of an .npy member's magic and header; NumPy writes about a hundred
 
 
 def write_model(path: str | os.PathLike, config: dict[str, Any], params: Any,
@@ -47,21 +48,26 @@ def write_model(path: str | os.PathLike, config: dict[str, Any], params: Any,
         np.savez(f, **arrays)
 
 
-def read_model(path: str | os.PathLike, count_params: Callable[[dict[str, Any]], int],
+def read_model(path: str | os.PathLike, expected_arrays: Callable[[dict[str, Any]], dict[str, tuple[int, ...]]],
                ) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
     """The config ({"model", "compile", "random_states"}), flat weights and optimizer state of a file, as version 2.
 
-    `count_params(config["model"])` must say how many weights the architecture holds without
-    creating them (raising ValueError for an architecture it refuses): every array is checked
-    against that count before it is read.
+    `expected_arrays({"model": ..., "compile": ...})` must name the arrays the configuration calls
+    for and their shapes ("params", "optimizer.iterations", "optimizer.m", ...), worked out without
+    creating them and raising ValueError for a configuration it refuses. Only those members are
+    read, each only after its header shows exactly that shape.
     """
     path = os.fspath(path)
     try:
         with open(path, "rb") as f, zipfile.ZipFile(f) as archive:
-            members = {info.filename: info for info in archive.infolist()}
+            members = {}
+            for info in archive.infolist():
+                if info.filename in members:
+                    raise _Invalid(f"member {info.filename!r} appears twice")
+                members[info.filename] = info
             header = _read_header(archive, members)
             try:
-                return _read_arrays(archive, members, header, count_params)
+                return _read_arrays(archive, members, header, expected_arrays)
             except (KeyError, TypeError, ValueError, OverflowError) as err:
                 raise _Invalid(f"{type(err).__name__}: {err}") from None
     except (FileNotFoundError, IsADirectoryError):
@@ -80,8 +86,7 @@ def _read_header(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]) 
     if "config.npy" not in members:
         raise ValueError("no tinynet config inside")
     with archive.open(members["config.npy"]) as f:
-        raw = _read_npy(f, "config", lambda shape: len(shape) == 1 and shape[0] <= CONFIG_LIMIT,
-                        f"a JSON text of at most {CONFIG_LIMIT} bytes", np.dtype(np.uint8))
+        raw = _read_npy(f, "config", (CONFIG_LIMIT,), f"a JSON text of at most {CONFIG_LIMIT} bytes", np.uint8)
     header = json.loads(raw.tobytes().decode())
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header.get("format") if isinstance(header, dict) else type(header).__name__
@@ -89,52 +94,77 @@ def _read_header(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]) 
     return header
 
 
+V1_NAMES = {OPTIMIZER + "m_sum": OPTIMIZER + "m", OPTIMIZER + "v_sum": OPTIMIZER + "v"}  # and rescaled, below
+
+
 def _read_arrays(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], header: dict[str, Any],
-                 count_params: Callable[[dict[str, Any]], int]) -> tuple[dict[str, Any], np.ndarray, dict]:
+                 expected_arrays: Callable[[dict[str, Any]], dict[str, tuple[int, ...]]],
+                 ) -> tuple[dict[str, Any], np.ndarray, dict]:
     version = header.get("version")
-    if version is not VERSION and not (version == 1 and type(version) is int):
+    if type(version) is not int or version not in (1, VERSION):  # not "1", 1.0 or True
         raise ValueError(f"format version {version!r}; this tinynet reads versions 1 and {VERSION}")
     if version == 1:
         header = _upgrade_header_from_version_1(header)
-    n = count_params(header["model"])
+    expected = expected_arrays({"model": header["model"], "compile": header["compile"]})
     arrays = {}
     for name, info in members.items():
         if name == "config.npy":
             continue
-        key = name[:-len(".npy")]
-        if not name.endswith(".npy") or not (key == "params" or key.startswith(OPTIMIZER)):
-            raise ValueError(f"unexpected member {name!r} (a tinynet file holds config, params and optimizer.*)")
-        scalar = key == OPTIMIZER + "iterations"
+        key = name[:-len(".npy")] if name.endswith(".npy") else name
+        key = V1_NAMES.get(key, key) if version == 1 else key
+        if key not in expected or key in arrays:
+            raise ValueError(f"unexpected member {name!r} (this model's file holds config and "
+                             f"{', '.join(expected)})")
         label = "params (the weights)" if key == "params" else "optimizer state " + key[len(OPTIMIZER):]
+        shape = expected[key]
         with archive.open(info) as f:
-            arrays[key] = _read_npy(f, label, (lambda shape: shape == ()) if scalar else (lambda shape: shape == (n,)),
-                                    "a single number" if scalar else f"{n} numbers, as many as the weights in the architecture")
+            arrays[key] = _read_npy(f, label, shape, "a single number" if shape == () else
+                                    f"{shape[0]} numbers, as many as the weights in the architecture")
     if "params" not in arrays:
         raise ValueError("no params (weights) inside")
     if version == 1:
         _upgrade_state_from_version_1(header, arrays)
     state = {key[len(OPTIMIZER):]: value for key, value in arrays.items() if key.startswith(OPTIMIZER)}
-    config = {"model": header["model"], "compile": header["compile"], "random_states": header.get("random_states", {})}
-    return config, arrays["params"], state
+    random_states = header.get("random_states", {})
+    if not isinstance(random_states, dict):
+        raise ValueError(f"random_states must map layer names to generator states, got {type(random_states).__name__}")
+    return {"model": header["model"], "compile": header["compile"], "random_states": random_states}, arrays["params"], state
 
 
-def _read_npy(f: BinaryIO, name: str, shape_ok: Callable[[tuple], bool], expected: str,
-              dtype: np.dtype | None = None) -> np.ndarray:
-    """One .npy member, read only after its header shows it is what the format expects (never a pickle)."""
-    major, minor = np.lib.format.read_magic(f)
+class _Budget:
+    """A stream that refuses to read more than `limit` bytes in all: a header cannot claim gigabytes."""
+
+    def __init__(self, stream: BinaryIO, limit: int, name: str) -> None:
+        self.stream, self.left, self.name = stream, limit, name
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self.left:
+            raise ValueError(f"{self.name} has a header longer than the {HEADER_LIMIT} bytes an .npy header needs")
+        self.left -= size
+        return self.stream.read(size)
+
+
+def _read_npy(f: BinaryIO, name: str, shape: tuple[int, ...], expected: str, dtype: Any = None) -> np.ndarray:
+    """One .npy member, read only after its header shows the `shape` the format expects (never a pickle).
+
+    The config's shape is an upper bound: a JSON text of up to CONFIG_LIMIT bytes.
+    """
+    head = _Budget(f, HEADER_LIMIT, name)
+    major, minor = np.lib.format.read_magic(head)
     if (major, minor) not in ((1, 0), (2, 0)):
         raise ValueError(f"{name} is in .npy format {major}.{minor}, which tinynet does not write")
     read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-    shape, _, found = read_header(f)  # numpy caps the header's size itself
-    if found.hasobject or (dtype is not None and found != dtype) or found.kind not in "biuf":
-        raise ValueError(f"{name} holds {found}, expected {dtype or 'numbers'}")
-    if not shape_ok(shape):
-        raise ValueError(f"{name} has shape {shape}, expected {expected}")
-    size = math.prod(shape) * found.itemsize
-    data = f.read(size)
-    if len(data) != size:
-        raise ValueError(f"{name} has {len(data)} of its {size} bytes (the file is cut short)")
-    return np.frombuffer(data, found).reshape(shape).copy()
+    found_shape, _, found = read_header(head)
+    if found.hasobject or (dtype is not None and found != np.dtype(dtype)) or found.kind not in "biuf":
+        raise ValueError(f"{name} holds {found}, expected {np.dtype(dtype) if dtype is not None else 'numbers'}")
+    fits = (len(found_shape) == 1 and found_shape[0] <= shape[0]) if name == "config" else found_shape == shape
+    if not fits:
+        raise ValueError(f"{name} has shape {found_shape}, expected {expected}")
+    size = math.prod(found_shape) * found.itemsize
+    data = np.empty(found_shape, found)
+    if size and f.readinto(memoryview(data.reshape(-1)).cast("B")) != size:
+        raise ValueError(f"{name} is cut short: fewer than its {size} bytes")
+    return data
 
 
 def _upgrade_header_from_version_1(header: dict[str, Any]) -> dict[str, Any]:
@@ -145,9 +175,9 @@ def _upgrade_header_from_version_1(header: dict[str, Any]) -> dict[str, Any]:
 
 
 def _upgrade_state_from_version_1(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """Version 1 kept Adam's moments as running sums m / (1 - beta_1) and v / (1 - beta_2)."""
+    """Version 1 kept Adam's moments as running sums m / (1 - beta_1) and v / (1 - beta_2) (read in as m and v)."""
     optimizer = (header["compile"] or {}).get("optimizer", {})
     if optimizer.get("name") == "adam":
-        for old, new, beta in (("m_sum", "m", optimizer["beta_1"]), ("v_sum", "v", optimizer["beta_2"])):
-            if OPTIMIZER + old in arrays:
-                arrays[OPTIMIZER + new] = arrays.pop(OPTIMIZER + old) * (1 - beta)
+        for key, beta in ((OPTIMIZER + "m", optimizer["beta_1"]), (OPTIMIZER + "v", optimizer["beta_2"])):
+            if key in arrays:
+                arrays[key] = arrays[key] * (1 - beta)

@@ -17,6 +17,7 @@ import functools
 import math
 import time
 import warnings
+import weakref
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -151,9 +152,9 @@ def fit(model: Any, x: Any, y: Any, batch_size: int = 32, epochs: int = 1, verbo
     for epoch in range(epochs):
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
-        start, snapshot = time.perf_counter(), Snapshot(model)
+        start, snapshot = time.perf_counter(), _snapshot(model)
         sums = _run_epoch(model, batches, step, totals, Progbar(batches.steps) if verbose == 1 else None)
-        if sums["failed"] or not snapshot.weights_finite():
+        if sums["failed"] or not snapshot.finite():
             _stop(model, snapshot, sums, f"epoch {epoch + 1}/{epochs}", batches.steps)
             return history
         logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["correct_sum"] / x.shape[0])
@@ -167,35 +168,72 @@ def fit(model: Any, x: Any, y: Any, batch_size: int = 32, epochs: int = 1, verbo
 
 
 class Snapshot:
-    """The weights and optimizer state at the start of an epoch (one copy each), to go back to if they turn NaN.
+    """The weights and the optimizer's state at one moment, to go back to if they turn NaN or infinite.
 
     A non-finite loss stops fit before the batch's update; but an update can also overflow the
-    weights while the loss is still finite. Checking the weights once per epoch and keeping this
-    copy costs two passes over them an epoch, not one a step.
+    weights, or Adam's moments, while the loss is still finite. fit takes a snapshot at the start
+    of every epoch and checks once at its end; the copies go into buffers made once, so this costs
+    a few passes over the weights an epoch, not allocations, and nothing a step.
     """
 
     def __init__(self, model: Any) -> None:
-        self.model, self.params = model, model.params.copy()
-        self.state = None if model.optimizer is None else model.optimizer.get_state()
+        self.model = model
+        self.params: Any = None
+        self.slots: dict[str, Any] = {}
+        self.iterations = 0
 
-    def weights_finite(self) -> bool:
-        return bool(backend.xp().isfinite(self.model.params).all())
+    def take(self) -> Snapshot:
+        model, xp = self.model, backend.xp()
+        if self.params is None or self.params.shape != model.params.shape or type(self.params) is not type(model.params):
+            self.params = xp.empty_like(model.params)
+        self.params[...] = model.params
+        slots = {} if model.optimizer is None else model.optimizer.slots
+        for name, value in slots.items():
+            if name not in self.slots or self.slots[name].shape != value.shape or type(self.slots[name]) is not type(value):
+                self.slots[name] = xp.empty_like(value)
+            self.slots[name][...] = value
+        self.slots = {name: self.slots[name] for name in slots}
+        self.iterations = 0 if model.optimizer is None else model.optimizer.iterations
+        return self
+
+    def finite(self) -> bool:
+        """Whether the model's weights and its optimizer's state are all finite now."""
+        xp, optimizer = backend.xp(), self.model.optimizer
+        vectors = [self.model.params] + ([] if optimizer is None else list(optimizer.slots.values()))
+        return all(bool(xp.isfinite(v).all()) for v in vectors)
 
     def restore(self) -> None:
+        """Put back the weights and the optimizer's state as they were at take()."""
+        optimizer = self.model.optimizer
         self.model.params[...] = self.params
-        if self.state is not None:
-            self.model.optimizer.set_state(self.state)
+        if optimizer is None:
+            return
+        if self.slots and set(self.slots) == set(optimizer.slots):
+            for name, value in self.slots.items():
+                optimizer.slots[name][...] = value  # in place: a fast twin's views of them stay right
+            optimizer.iterations = self.iterations
+        else:  # the optimizer had not taken a step yet: it starts afresh
+            optimizer.set_state({"iterations": np.array(self.iterations)})
+
+
+_snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # one per model, its buffers reused
+
+
+def _snapshot(model: Any) -> Snapshot:
+    if model not in _snapshots:
+        _snapshots[model] = Snapshot(model)
+    return _snapshots[model].take()
 
 
 def _stop(model: Any, snapshot: Snapshot, sums: dict[str, float], where: str, steps: int) -> None:
     """Warn that training stopped, and why; go back to the snapshot if the weights are no longer finite."""
-    if snapshot.weights_finite():
+    if snapshot.finite():
         what = (f"the loss stopped being finite at {where}, batch {int(sums['good_batches']) + 1}/{steps}; "
                 f"training stopped, keeping the weights from before that batch")
     else:
         snapshot.restore()
-        what = (f"the weights became NaN or infinite during {where} (an update overflowed them); training stopped, "
-                f"keeping the weights and optimizer state from the start of that epoch")
+        what = (f"the weights or the optimizer's state became NaN or infinite during {where} (an update overflowed "
+                f"them); training stopped, keeping the weights and optimizer state from the start of that epoch")
     warnings.warn(f"fit: {what}", RuntimeWarning, stacklevel=4)
 
 
@@ -256,14 +294,15 @@ def train_on_batch(model: Any, x: Any, y: Any) -> float | list[float]:
     model.require_compiled("train_on_batch")
     x = prepare_x(model, x, "train_on_batch")
     y = prepare_y(model, y, x.shape[0], "train_on_batch")
-    totals, snapshot = EpochTotals(), Snapshot(model)
+    totals, snapshot = EpochTotals(), _snapshot(model)
     train_batch(model, x, y, totals)
     sums = totals.read()
     if sums["failed"]:
         raise FloatingPointError("train_on_batch: the loss became NaN or infinite; the step was not applied")
-    if not snapshot.weights_finite():
+    if not snapshot.finite():
         snapshot.restore()
-        raise FloatingPointError("train_on_batch: the update made weights NaN or infinite; the step was undone")
+        raise FloatingPointError("train_on_batch: the update made the weights or the optimizer's state NaN or "
+                                 "infinite; the step was undone")
     logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["correct_sum"] / x.shape[0])
     return list(logs.values()) if model.metrics else logs["loss"]
 

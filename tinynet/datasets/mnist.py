@@ -18,16 +18,20 @@ and replacing a file invalidates the cache.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import http.client
 import json
 import os
+import socket
 import sys
+import threading
 import time
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,29 +97,73 @@ def _download(url: str, target: Path, md5: str, limits: Limits) -> None:
     """Download url into a temporary file beside target, renamed into place only once verified.
 
     The download stops with an error past `limits.max_bytes` bytes or `limits.deadline_s` seconds,
-    however the server behaves; each read also times out after TIMEOUT seconds of silence.
+    headers included, however the server behaves: at the deadline a watchdog shuts the connection.
+    Each read also gives up after TIMEOUT seconds of silence.
     """
-    start = time.monotonic()
-    with atomic_write(target, suffix=".part") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as response:
-        size = response.headers.get("Content-Length")
-        total = int(size) if size and size.isdigit() else None
-        if total is not None and total > limits.max_bytes:
-            raise ValueError(f"the server announces {total} bytes, more than the {limits.max_bytes} allowed")
-        print(f"Downloading {url}", file=sys.stderr)
-        bar, received = Progbar(total, unit="B", stream=sys.stderr), 0
-        while chunk := response.read1(CHUNK):  # whatever has arrived: a trickle cannot outlast the deadline
-            received += len(chunk)
-            if received > limits.max_bytes:
-                raise ValueError(f"more than the {limits.max_bytes} bytes allowed for this file")
-            if time.monotonic() - start > limits.deadline_s:
-                raise ValueError(f"not done after {limits.deadline_s:g} s ({received} bytes received)")
-            out.write(chunk)
-            bar.update(received)
-        bar.update(received, finalize=True)
-        if total is not None and received != total:
-            raise ValueError(f"connection closed after {received} of {total} bytes")
-        out.flush()
-        _check_md5(read_bytes(out.name, SIZES.get(target.name.removesuffix(".gz"), MAX_BYTES)), url, md5)
+    start, sockets = time.monotonic(), []
+    watchdog = threading.Timer(limits.deadline_s, _shut, args=(sockets,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        with atomic_write(target, suffix=".part") as out, _opener(sockets).open(url, timeout=TIMEOUT) as response:
+            size = response.headers.get("Content-Length")
+            total = int(size) if size and size.isdigit() else None
+            if total is not None and total > limits.max_bytes:
+                raise ValueError(f"the server announces {total} bytes, more than the {limits.max_bytes} allowed")
+            print(f"Downloading {url}", file=sys.stderr)
+            bar, received = Progbar(total, unit="B", stream=sys.stderr), 0
+            while chunk := response.read1(CHUNK):  # whatever has arrived: a trickle cannot outlast the deadline
+                received += len(chunk)
+                if received > limits.max_bytes:
+                    raise ValueError(f"more than the {limits.max_bytes} bytes allowed for this file")
+                out.write(chunk)
+                bar.update(received)
+            _check_deadline(start, limits)
+            bar.update(received, finalize=True)
+            if total is not None and received != total:
+                raise ValueError(f"connection closed after {received} of {total} bytes")
+            out.flush()
+            _check_md5(read_bytes(out.name, SIZES.get(target.name.removesuffix(".gz"), MAX_BYTES)), url, md5)
+    except (OSError, http.client.HTTPException):
+        _check_deadline(start, limits)  # a connection the watchdog shut: say so, not "connection reset"
+        raise
+    finally:
+        watchdog.cancel()
+
+
+def _check_deadline(start: float, limits: Limits) -> None:
+    if time.monotonic() - start >= limits.deadline_s:
+        raise ValueError(f"not done after {limits.deadline_s:g} s, the most one download may take")
+
+
+def _shut(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _opener(sockets: list[socket.socket]) -> urllib.request.OpenerDirector:
+    """urllib's usual opener (proxies from the environment included) that lists each socket it connects."""
+    class Watched:
+        def connect(self) -> None:
+            super().connect()  # type: ignore[misc]
+            sockets.append(self.sock)  # type: ignore[attr-defined]
+
+    class HTTP(Watched, http.client.HTTPConnection):
+        pass
+
+    class HTTPS(Watched, http.client.HTTPSConnection):
+        pass
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(HTTP, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> Any:
+            return self.do_open(HTTPS, req, context=self._context)
+
+    return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
 
 
 def fetch(name: str, directory: str | os.PathLike, mirrors: list[str], md5: str, limits: Limits | None = None) -> Path:
