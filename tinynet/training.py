@@ -198,9 +198,9 @@ class Snapshot:
 
     def finite(self) -> bool:
         """Whether the model's weights and its optimizer's state are all finite now."""
-        xp, optimizer = backend.xp(), self.model.optimizer
+        optimizer = self.model.optimizer
         vectors = [self.model.params] + ([] if optimizer is None else list(optimizer.slots.values()))
-        return all(bool(xp.isfinite(v).all()) for v in vectors)
+        return all(_all_finite(v) for v in vectors)
 
     def restore(self) -> None:
         """Put back the weights and the optimizer's state as they were at take()."""
@@ -214,6 +214,13 @@ class Snapshot:
             optimizer.iterations = self.iterations
         else:  # the optimizer had not taken a step yet: it starts afresh
             optimizer.set_state({"iterations": np.array(self.iterations)})
+
+
+def _all_finite(vector: Any) -> bool:
+    """Whether every number in `vector` is finite: a sum is finite only if they all are (NaN and inf carry
+    through it), and one reduction is cheaper than isfinite's array of flags; only a sum that overflows
+    with every number finite needs the element-wise look."""
+    return math.isfinite(float(vector.sum())) or bool(backend.xp().isfinite(vector).all())
 
 
 _snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # one per model, its buffers reused
