@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -57,3 +59,11 @@ def _engine_as_configured():
     yield
     engine._state["cuda_graphs"] = graphs
     engine.set_fast(fast)
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The process id of a process that has ended (a writer killed midway leaves files named with one)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          timeout=60)
+    return int(proc.stdout)

@@ -5,7 +5,6 @@ world-writable moment, a file left behind) and must now give a clear error or do
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 
 import tinynet
-from tinynet import Sequential, backend
+from tinynet import Sequential
 from tinynet.layers import Activation, Dense, Dropout
 from tinynet.optimizers import SGD
 from tinynet.utils import to_categorical
@@ -180,14 +179,9 @@ def test_saving_never_touches_the_process_umask(tmp_path, monkeypatch):
     assert (tmp_path / "m.tinynet").is_file()
 
 
-def _dead_pid() -> int:
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(proc.stdout)
-
-
-def test_a_killed_save_s_temporary_file_is_removed_by_the_next_save(tmp_path):
+def test_a_killed_save_s_temporary_file_is_removed_by_the_next_save(tmp_path, dead_pid):
     from tinynet.files import HOST
-    dead = _dead_pid()
+    dead = dead_pid
     stale = tmp_path / f".m.tinynet.{HOST}-{dead}.abcd1234.tinynet-tmp"
     stale.write_bytes(b"half a model")
     keep = [tmp_path / f".m.tinynet.{HOST}-{os.getpid()}.ef567890.tinynet-tmp",  # a save of this process, under way
@@ -333,7 +327,7 @@ def test_a_softmax_output_with_a_logits_loss_warns():
 
 @pytest.mark.parametrize("input_shape", [(float("inf"),), (-100,), (None,), ("a",), (784.5,), (True,)])
 def test_nonsense_input_shapes_name_the_layer(input_shape):
-    with pytest.raises(ValueError, match=rf"hidden: input_shape must be positive integers such as \(784,\), got"):
+    with pytest.raises(ValueError, match=r"hidden: input_shape must be positive integers such as \(784,\), got"):
         Dense(3, input_shape=input_shape, name="hidden")
 
 
