@@ -456,3 +456,36 @@ def test_arrays_the_configuration_does_not_call_for_are_refused(saved, tmp_path,
     with pytest.raises(ValueError, match=rf"unexpected member '{re.escape(name)}' \(this model's file holds config and "
                                          r"params, optimizer.iterations, optimizer.m, optimizer.v\)"):
         tinynet.load_model(tmp_path / "extra.tinynet")
+
+
+def test_trained_models_are_not_kept_alive_by_their_snapshots():
+    import gc
+    import weakref
+    x, y = _data(16)
+
+    def trained():
+        model = _model()
+        model.fit(x, y, epochs=1, verbose=0)
+        model.train_on_batch(x, y)
+        return weakref.ref(model)
+    refs = [trained() for _ in range(3)]
+    gc.collect()
+    assert all(ref() is None for ref in refs)
+
+
+def test_a_model_that_changes_size_starts_its_optimizer_afresh(tmp_path):
+    x, y = _data(16)
+    model = Sequential([Dense(8, input_shape=(4,)), Activation("relu"), Dense(3), Activation("softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer=SGD(learning_rate=1.0, momentum=0.9))
+    model.fit(x, y, epochs=1, verbose=0)
+    model.build((6,))  # new weights of another size: the old velocity belongs to nothing
+    assert model.optimizer.iterations == 0 and model.optimizer.slots == {}
+    model.save(tmp_path / "resized.tinynet")
+    tinynet.load_model(tmp_path / "resized.tinynet")  # what save wrote, load reads
+    x6 = np.concatenate([x, x[:, :2]], axis=1)
+    model.optimizer.learning_rate = 1e39
+    before = model.get_weights()
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(FloatingPointError, match="the step was undone"):
+        model.train_on_batch(x6, y)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)

@@ -137,3 +137,9 @@ def test_learning_curves_label_the_last_epoch():
     fig = plotting.learning_curves({"loss": list(np.linspace(1, 0.1, 20)), "val_accuracy": [0.5] * 20})
     assert [ax.get_title() for ax in fig.axes] == ["model accuracy", "model loss"]  # validation-only accuracy shown
     assert 20 in [int(t) for t in fig.axes[-1].get_xticks()]
+
+
+@needs_matplotlib
+def test_learning_curves_of_a_fit_that_recorded_nothing_say_so():
+    with pytest.raises(ValueError, match="learning_curves: the history has no epochs"):
+        plotting.learning_curves(tinynet.History())

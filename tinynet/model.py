@@ -115,6 +115,8 @@ class Sequential:
             self._gradient_views.append((layer, "d" + name, getattr(layer, "d" + name)))
             offset = end
         self._backend = backend.get_backend()
+        if self.optimizer is not None and not self.optimizer.is_built_for(self.params):
+            self.optimizer.set_state({"iterations": np.array(0)})  # a state for other weights: start afresh
 
     def require_built(self, what: str) -> None:
         """A clear error unless the model is built; weights follow the user to a newly chosen backend."""

@@ -54,6 +54,8 @@ def _done(fig: Any, path: str | None) -> Any:
 def learning_curves(history: Any, path: str | None = None) -> Any:
     """Accuracy (when recorded) and loss per epoch, training and validation: `fit`'s History or its dict."""
     logs = getattr(history, "history", history)
+    if not logs.get("loss"):
+        raise ValueError("learning_curves: the history has no epochs (a fit that stopped in its first epoch?)")
     epochs = np.arange(1, len(logs["loss"]) + 1)
     metrics = [m for m in ("accuracy", "loss") if m in logs or "val_" + m in logs]
     fig = _figure(7, 3.5 * len(metrics))

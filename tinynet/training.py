@@ -177,21 +177,23 @@ class Snapshot:
     """
 
     def __init__(self, model: Any) -> None:
-        self.model = model
+        self._model = weakref.ref(model)  # the snapshot must not keep its model alive (they are cached per model)
         self.params: Any = None
         self.slots: dict[str, Any] = {}
         self.iterations = 0
 
+    @property
+    def model(self) -> Any:
+        return self._model()
+
     def take(self) -> Snapshot:
-        model, xp = self.model, backend.xp()
-        if self.params is None or self.params.shape != model.params.shape or type(self.params) is not type(model.params):
-            self.params = xp.empty_like(model.params)
-        self.params[...] = model.params
-        slots = {} if model.optimizer is None else model.optimizer.slots
+        model = self.model
+        self.params = _copy_into(self.params, model.params)
+        optimizer = model.optimizer
+        built = optimizer is not None and optimizer.is_built_for(model.params)
+        slots = optimizer.slots if built else {}
         for name, value in slots.items():
-            if name not in self.slots or self.slots[name].shape != value.shape or type(self.slots[name]) is not type(value):
-                self.slots[name] = xp.empty_like(value)
-            self.slots[name][...] = value
+            self.slots[name] = _copy_into(self.slots.get(name), value)
         self.slots = {name: self.slots[name] for name in slots}
         self.iterations = 0 if model.optimizer is None else model.optimizer.iterations
         return self
@@ -208,12 +210,20 @@ class Snapshot:
         self.model.params[...] = self.params
         if optimizer is None:
             return
-        if self.slots and set(self.slots) == set(optimizer.slots):
+        if self.slots and set(self.slots) == set(optimizer.slots) and optimizer.is_built_for(self.params):
             for name, value in self.slots.items():
                 optimizer.slots[name][...] = value  # in place: a fast twin's views of them stay right
             optimizer.iterations = self.iterations
         else:  # the optimizer had not taken a step yet: it starts afresh
             optimizer.set_state({"iterations": np.array(self.iterations)})
+
+
+def _copy_into(buffer: Any, value: Any) -> Any:
+    """`value` copied into `buffer`, or into a new buffer when that one does not fit (shape, dtype, device)."""
+    if buffer is None or buffer.shape != value.shape or buffer.dtype != value.dtype or type(buffer) is not type(value):
+        buffer = backend.xp().empty_like(value)
+    buffer[...] = value
+    return buffer
 
 
 def _all_finite(vector: Any) -> bool:
