@@ -195,7 +195,7 @@ class Snapshot:
         for name, value in slots.items():
             self.slots[name] = _copy_into(self.slots.get(name), value)
         self.slots = {name: self.slots[name] for name in slots}
-        self.iterations = 0 if model.optimizer is None else model.optimizer.iterations
+        self.iterations = 0 if optimizer is None else optimizer.iterations
         return self
 
     def finite(self) -> bool:
