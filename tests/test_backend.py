@@ -50,8 +50,9 @@ def test_backend_py_only_knows_where_arrays_live():
     import inspect
     functions = {name for name, f in vars(backend).items() if inspect.isfunction(f) and f.__module__ == backend.__name__}
     assert functions == {"_import_cupy", "cupy_available", "set_backend", "get_backend", "xp", "floatx", "set_floatx",
-                         "using", "set_seed", "seeded", "rng", "make_rng", "to_device", "to_numpy"}
-    assert len((ROOT / "tinynet" / "backend.py").read_text().splitlines()) < 180
+                         "using", "set_seed", "seeded", "rng", "make_rng", "to_device", "to_numpy",
+                         "erf"}  # NumPy has no erf, CuPy has: a difference between the array modules
+    assert len((ROOT / "tinynet" / "backend.py").read_text().splitlines()) < 200
 
 
 def _import_with_env(value: str) -> subprocess.CompletedProcess:

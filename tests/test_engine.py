@@ -224,8 +224,8 @@ def test_record_batch_twin_keeps_the_textbook_totals(xb):
     batches = ((0.5, 3, 4), (0.25, 4, 4), (np.nan, 1, 4), (0.125, 2, 4))
 
     def run():
-        totals = EpochTotals()
-        verdicts = [totals.add(backend.xp().asarray(loss, dtype=np.float32), backend.xp().asarray(c), n)
+        totals = EpochTotals(metrics=2)
+        verdicts = [totals.add(backend.xp().asarray(loss, dtype=np.float32), backend.xp().asarray([c, 2.5 * c]), n)
                     for loss, c, n in batches]
         return [backend.xp().asarray([bool(v) for v in verdicts])] + [backend.xp().asarray(v) for v in totals.read().values()]
 

@@ -90,8 +90,9 @@ def test_dropout_kernel_equals_its_twin_exactly(dtype, counter):
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # a failed recording falls back with a warning
 def test_captured_step_replays_with_the_new_contents_of_its_arrays():
     with backend.using(backend="cupy"):
+        from tinynet.engine import graphs
         xp = backend.xp()
-        step = engine.fast.replayable(lambda a, total: xp.add(total, a * 2, out=total))
+        step = graphs.CapturedStep(lambda a, total: xp.add(total, a * 2, out=total))
         a, total = xp.zeros(1000, np.float32), xp.zeros(1000, np.float32)
         for k in range(1, 6):  # an eager call, the recording (replayed at once), then plain replays
             a[...] = k
@@ -110,16 +111,17 @@ def test_captured_step_replays_with_the_new_contents_of_its_arrays():
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # a failed recording falls back with a warning
 def test_captured_step_runs_its_matrix_products_between_the_graphs():
     """CuPy refuses cuBLAS during a recording: the products are cut out and run in order at each replay."""
-    from tinynet.engine import graphs
     gen = np.random.default_rng(7)
     w = gen.standard_normal((16, 16)).astype(np.float32)
     with backend.using(backend="cupy"):
+        from tinynet.engine import graphs
+
         def step(a, weights, out):
             h = graphs.matmul(a, weights)
             h += 1
             graphs.matmul(h, weights, out=out)
             out *= 2
-        replay = engine.fast.replayable(step)
+        replay = graphs.CapturedStep(step)
         a, weights, out = backend.xp().empty((8, 16), np.float32), backend.to_device(w), backend.xp().empty((8, 16), np.float32)
         for _ in range(4):
             host_a = gen.standard_normal((8, 16)).astype(np.float32)
@@ -139,9 +141,11 @@ def test_captured_dropout_masks_are_fresh_at_every_replay():
         seeds = np.random.default_rng(3).integers(2**63, size=2)  # the eager call's seed, then the recorded one
         out = backend.xp().empty((32, 64), np.float32)
 
+        from tinynet.engine import graphs
+
         def draw(buffer):
             buffer[...] = engine.fast.dropout_mask(buffer.shape, 0.5, gen, np.float32)
-        step = engine.fast.replayable(draw)
+        step = graphs.CapturedStep(draw)
         for call in range(1, 5):
             step(out)
             seed = seeds[0] if call == 1 else seeds[1]
@@ -233,3 +237,24 @@ def test_a_refused_update_changes_nothing(optimizer):
         after = opt.get_state()
         for key in before[1]:
             np.testing.assert_array_equal(after[key], before[1][key], err_msg=key)
+
+
+@needs_gpu
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a failed recording falls back with a warning
+def test_fit_records_only_fused_steps_and_records_again_for_a_new_learning_rate():
+    from tinynet import optimizers
+    with backend.using(backend="cupy"):
+        from tinynet.engine import graphs
+        xp = backend.xp()
+        adam, rmsprop = optimizers.Adam(), optimizers.RMSprop()
+        assert isinstance(engine.fast.replayable(lambda: None, adam), graphs.CapturedStep)
+        step = lambda total: None  # noqa: E731
+        assert engine.fast.replayable(step, rmsprop) is step  # its step reads `ok` on the host: never recorded
+        total = xp.zeros((), np.float32)
+        recorded = engine.fast.replayable(lambda t: xp.add(t, adam.learning_rate, out=t), adam)
+        for _ in range(3):
+            recorded(total)
+        adam.learning_rate = 0.5  # between epochs: the recording held 0.001 as a constant
+        for _ in range(3):
+            recorded(total)
+        assert float(total) == pytest.approx(3 * 0.001 + 3 * 0.5)

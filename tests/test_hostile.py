@@ -345,7 +345,8 @@ def test_a_ragged_list_is_a_clear_error():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(TypeError, match=r"Activation: expected the name of an activation such as 'relu', got \['relu'\]"):
+    with pytest.raises(TypeError, match=r"activation(_\d+)?: activation must be a name such as 'relu', a function, or "
+                                        r"None, got \['relu'\]"):
         Activation(["relu"])
     with pytest.raises(TypeError, match=r"set_weights: expected a list of arrays, as get_weights gives, got NoneType"):
         _model().set_weights(None)

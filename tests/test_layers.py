@@ -138,17 +138,23 @@ def test_softmax_forward(xb, n, k, seed, scale):
 def test_linear_is_the_identity(xb):
     x = backend.to_device(_normal(0, (3, 4)))
     assert np.array_equal(backend.to_numpy(Linear().forward(x)), backend.to_numpy(x))
-    assert np.array_equal(backend.to_numpy(Linear().backward(x)), backend.to_numpy(x))
+    layer = Linear()
+    layer.forward(x)
+    assert np.array_equal(backend.to_numpy(layer.backward(x)), backend.to_numpy(x))
 
 
 @pytest.mark.parametrize("name, cls", [("relu", ReLU), ("softmax", Softmax), ("linear", Linear)])
-def test_activation_by_name(name, cls):
-    assert type(Activation(name)) is cls
+def test_activation_by_name_computes_what_its_layer_class_does(xb, name, cls):
+    x = backend.to_device(_normal(1, (3, 4)))
+    by_name, by_class = Activation(name), cls()
+    assert by_name.activation is by_class.activation
+    np.testing.assert_array_equal(backend.to_numpy(by_name.forward(x)), backend.to_numpy(by_class.forward(x)))
 
 
 def test_unknown_activation_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"Activation: unknown activation 'tanh'; valid names are relu, softmax, linear"):
-        Activation("tanh")
+    with pytest.raises(ValueError, match=r"activation(_\d+)?: unknown activation 'tanhh'; valid names are linear, relu, "
+                                         r"sigmoid, tanh, softmax, leaky_relu, elu, selu, gelu, softplus, silu, swish"):
+        Activation("tanhh")
 
 
 def test_default_names_are_snake_case_and_unique():

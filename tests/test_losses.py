@@ -154,7 +154,9 @@ def test_get_by_name_or_instance():
     assert type(losses.get("sparse_categorical_crossentropy")) is losses.SparseCategoricalCrossentropy
     instance = losses.CategoricalCrossentropy(from_logits=True)
     assert losses.get(instance) is instance
-    with pytest.raises(ValueError, match=r"unknown loss 'mse'; valid losses are categorical_crossentropy, sparse_categorical_crossentropy"):
-        losses.get("mse")
+    with pytest.raises(ValueError, match=r"unknown loss 'hinge'; valid losses are mean_squared_error, mean_absolute_error, "
+                                         r"huber, binary_crossentropy, categorical_crossentropy, "
+                                         r"sparse_categorical_crossentropy, mse, mae"):
+        losses.get("hinge")
     with pytest.raises(TypeError, match=r"loss must be a name .* got int"):
         losses.get(3)

@@ -173,9 +173,11 @@ def test_keras_defaults():
 
 
 def test_bad_optimizer_arguments():
-    with pytest.raises(ValueError, match=r"unknown optimizer 'rmsprop'; valid optimizers are sgd, adam"):
-        optimizers.get("rmsprop")
-    with pytest.raises(TypeError, match=r"optimizer must be a name \(sgd, adam\) or an Optimizer, got int"):
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lbfgs'; valid optimizers are sgd, adam, rmsprop, "
+                                         r"adagrad, adamw, nadam"):
+        optimizers.get("lbfgs")
+    with pytest.raises(TypeError, match=r"optimizer must be a name \(sgd, adam, rmsprop, adagrad, adamw, nadam\) "
+                                        r"or an Optimizer, got int"):
         optimizers.get(1)
     with pytest.raises(ValueError, match=r"SGD: learning_rate must be a finite number > 0, got 0"):
         SGD(0)

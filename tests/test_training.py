@@ -12,21 +12,27 @@ from tinynet.training import Batches, EpochTotals, train_batch
 
 def test_epoch_totals_sum_good_batches_and_stop_at_the_first_bad_one(xb):
     xp = backend.xp()
-    totals = EpochTotals()
+    totals = EpochTotals(metrics=2)
     verdicts = []
     for loss, correct, size in ((0.5, 3, 4), (0.25, 4, 4), (np.nan, 1, 4), (0.125, 2, 4), (np.inf, 0, 2)):
-        ok = totals.add(xp.asarray(loss, dtype=backend.floatx()), xp.asarray(correct), size)
+        ok = totals.add(xp.asarray(loss, dtype=backend.floatx()), xp.asarray([correct, 0.5 * correct]), size)
         verdicts.append(bool(ok))
     assert verdicts == [True, True, False, False, False]  # once one fails, every later batch is refused
-    assert totals.read() == {"loss_sum": 0.5 * 4 + 0.25 * 4, "correct_sum": 3 + 4, "good_batches": 2, "failed": 1}
+    sums = totals.read()
+    np.testing.assert_array_equal(sums.pop("metric_sums"), [3 + 4, 0.5 * (3 + 4)])
+    assert sums == {"loss_sum": 0.5 * 4 + 0.25 * 4, "good_batches": 2, "failed": 1}
     totals.reset()
-    assert totals.read() == dict.fromkeys(("loss_sum", "correct_sum", "good_batches", "failed"), 0.0)
+    sums = totals.read()
+    np.testing.assert_array_equal(sums.pop("metric_sums"), [0, 0])
+    assert sums == dict.fromkeys(("loss_sum", "good_batches", "failed"), 0.0)
 
 
-def test_epoch_totals_without_metrics_count_zero_correct(xb):
+def test_epoch_totals_without_metrics_keep_an_empty_vector(xb):
     totals = EpochTotals()
-    assert bool(totals.add(backend.xp().asarray(2.0), 0, 8))
-    assert totals.read() == {"loss_sum": 16.0, "correct_sum": 0.0, "good_batches": 1.0, "failed": 0.0}
+    assert bool(totals.add(backend.xp().asarray(2.0), backend.xp().zeros(0), 8))
+    sums = totals.read()
+    assert sums.pop("metric_sums").shape == (0,)
+    assert sums == {"loss_sum": 16.0, "good_batches": 1.0, "failed": 0.0}
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])

@@ -9,148 +9,69 @@ the textbook code; TINYNET_FAST=0 runs the textbook code only.
 """
 from __future__ import annotations
 
-import itertools
-import re
-import weakref
-from collections import defaultdict
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from tinynet import backend, initializers
+from tinynet import activations, backend, initializers, regularizers
 from tinynet.engine import fast
-
-Shape = tuple[int, ...]
-_name_counters: dict[str, Iterator[int]] = defaultdict(itertools.count)
+from tinynet.layer import Layer, Shape, WithActivation
 
 
-def check_shape(shape: Any, what: str) -> Shape:
-    """A shape of positive integers, or a ValueError naming `what` and the shape given."""
-    if not isinstance(shape, (tuple, list)) or not all(
-            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in shape):
-        raise ValueError(f"{what} must be positive integers such as (784,), got {shape!r}")
-    return tuple(int(d) for d in shape)
+class InputLayer(Layer):
+    """The model's first entry, stating the shape of one sample: `Input(shape=(784,))` (Keras 3's spelling).
 
-
-def _snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
-class Layer:
-    """Base class: a named step of the network, with weights listed in `weight_names`.
-
-    The gradient contract: inside a model, each weight W and its gradient dW are views
-    into the model's flat parameter and gradient vectors, so `backward` must write *into*
-    dW (`self.dW[...] = x.T @ dy`), never rebind it (`self.dW = x.T @ dy` would leave the
-    model's gradient vector, and so the optimizer, without it). The model checks this after
-    every backward pass and names the layer that broke it; gradcheck.check_layer does too.
-
-    A layer belongs to at most one model and appears in it once (`model` says which).
+    It does nothing to the data (y = x, dx = dy) and is not listed among the model's layers:
+    the model takes its shape as its input shape.
     """
 
-    weight_names: tuple[str, ...] = ()
-    needs_input_grad = True  # the model turns this off where nothing below needs dL/dx (the first Dense)
-    _model: weakref.ref | None = None
-
-    def __init__(self, name: str | None = None, input_shape: Shape | None = None) -> None:
-        if name is None:
-            base = _snake_case(type(self).__name__)
-            count = next(_name_counters[base])
-            name = base if count == 0 else f"{base}_{count}"
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
-        self.name = name
-        if input_shape is not None and not isinstance(input_shape, (tuple, list)):
-            raise TypeError(f"{name}: input_shape must be a tuple such as (784,), got {input_shape!r}")
-        self.input_shape = None if input_shape is None else check_shape(input_shape, f"{name}: input_shape")
-        self.output_shape: Shape | None = None
-
-    def build(self, input_shape: Shape) -> Shape:
-        """Create the weights for inputs of `input_shape` (batch dimension left out); return the output shape."""
-        self.input_shape = tuple(input_shape)
-        self.output_shape = self.compute_output_shape(self.input_shape)
-        return self.output_shape
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return input_shape
-
-    def weight_shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        """The shape of each weight for inputs of `input_shape`, without creating any (none for this layer)."""
-        return {}
-
-    def get_random_state(self) -> dict[str, Any] | None:
-        """The state of the layer's own random generator, if it has one (saved with the model)."""
-        return None
-
-    def set_random_state(self, state: dict[str, Any]) -> None:
-        raise ValueError(f"{self.name}: this layer has no random generator of its own to restore")
+    def __init__(self, shape: Shape | None = None, name: str | None = None, batch_size: int | None = None,
+                 input_shape: Shape | None = None) -> None:
+        super().__init__(name, shape if shape is not None else input_shape)
+        if self.input_shape is None:
+            raise ValueError(f"{self.name}: Input needs the shape of one sample, e.g. Input(shape=(784,))")
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        raise NotImplementedError
+        return x
 
     def backward(self, dy: Any) -> Any:
-        raise NotImplementedError
-
-    def weights(self) -> list[Any]:
-        return [getattr(self, n) for n in self.weight_names]
-
-    def gradients(self) -> list[Any]:
-        return [getattr(self, "d" + n) for n in self.weight_names]
-
-    def count_params(self) -> int:
-        return sum(int(w.size) for w in self.weights())
-
-    @property
-    def model(self) -> Any:
-        """The model this layer belongs to, or None."""
-        return None if self._model is None else self._model()
-
-    def attach(self, model: Any) -> None:
-        """Belong to `model`; a layer already in a model (this one or another) refuses."""
-        owner = self.model
-        if owner is not None:
-            where = "is already in this model" if owner is model else f"already belongs to model {owner.name!r}"
-            raise ValueError(f"{model.name}.add: layer {self.name!r} {where}; a layer belongs to one model and "
-                             f"appears in it once, with weights of its own: make a new layer, e.g. another "
-                             f"{type(self).__name__}(...)")
-        self._model = weakref.ref(model)
-
-    def detach(self) -> None:
-        self._model = None
+        return dy
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Layer:
-        """A new layer like the one get_config described (fresh weights, no model)."""
-        return cls(**config)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r})"
+        return {**super().get_config(), "shape": list(self.input_shape)}
 
 
-class Dense(Layer):
-    """Fully connected layer.
+def Input(shape: Shape, name: str | None = None, batch_size: int | None = None) -> InputLayer:
+    """Keras's `Input(shape=...)`, as the first entry of a Sequential model."""
+    return InputLayer(shape=shape, name=name, batch_size=batch_size)
 
-    forward:  y = x @ W + b              x: (n, in), W: (in, out), b: (out,)
-    backward: dx = dy @ W.T,  dW = x.T @ dy,  db = sum of dy over the batch
+
+class Dense(WithActivation):
+    """Fully connected layer, with an optional activation and weight penalties.
+
+    forward:  z = x @ W + b,  y = activation(z)      x: (n, in), W: (in, out), b: (out,)
+    backward: dz = activation.backward(dy, z, y)
+              dW = x.T @ dz + d penalty(W)/dW,  db = sum of dz over the batch,  dx = dz @ W.T
     """
 
-    weight_names = ("W", "b")
-
-    def __init__(self, units: int, input_shape: Shape | None = None,
-                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
+    def __init__(self, units: int, activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None, input_shape: Shape | None = None,
                  seed: int | None = None, name: str | None = None, input_dim: int | None = None) -> None:
         super().__init__(name, (input_dim,) if input_dim is not None and input_shape is None else input_shape)
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
             raise ValueError(f"{self.name}: units must be a positive integer, got {units!r}")
-        self.units = int(units)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self._init_W = initializers.get(kernel_initializer, self.name)
-        self._init_b = initializers.get(bias_initializer, self.name)
-        self.seed = seed
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"{self.name}: use_bias must be True or False, got {use_bias!r}")
+        self.units, self.use_bias, self.seed = int(units), bool(use_bias), seed
+        self.activation = activations.get(activation, self.name)
+        self.weight_names = ("W", "b") if self.use_bias else ("W",)
+        self.kernel_initializer = initializers.get(kernel_initializer, self.name)
+        self.bias_initializer = initializers.get(bias_initializer, self.name)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, self.name)
+        self.bias_regularizer = regularizers.get(bias_regularizer, self.name)
+        self.regularizers = {name: reg for name, reg in (("W", self.kernel_regularizer), ("b", self.bias_regularizer))
+                             if reg is not None and name in self.weight_names}
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
@@ -159,97 +80,153 @@ class Dense(Layer):
         return (self.units,)
 
     def weight_shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        return {"W": (input_shape[0], self.units), "b": (self.units,)}
+        return {"W": (input_shape[0], self.units), "b": (self.units,)} if self.use_bias else \
+            {"W": (input_shape[0], self.units)}
 
     def build(self, input_shape: Shape) -> Shape:
         out_shape = super().build(input_shape)
         gen = backend.make_rng(self.seed)
-        dtype = backend.floatx()
-        shapes = self.weight_shapes(input_shape)
-        self.W = backend.to_device(self._init_W(shapes["W"], gen), dtype)
-        self.b = backend.to_device(self._init_b(shapes["b"], gen), dtype)
-        self.dW = backend.xp().zeros_like(self.W)
-        self.db = backend.xp().zeros_like(self.b)
+        draws = {"W": self.kernel_initializer, "b": self.bias_initializer}
+        for name, shape in self.weight_shapes(input_shape).items():
+            setattr(self, name, backend.to_device(draws[name].draw(shape, gen), backend.floatx()))
+            setattr(self, "d" + name, backend.xp().zeros_like(getattr(self, name)))
         return out_shape
 
-    def forward(self, x: Any, training: bool = False) -> Any:
+    def forward_logits(self, x: Any, training: bool = False) -> Any:
         if self.output_shape is None:  # used on its own: build for this input, as Keras does
             self.build(tuple(x.shape[1:]))
         if x.ndim != 2 or x.shape[1] != self.W.shape[0]:
             raise ValueError(f"{self.name}: expected input of shape (batch, {self.W.shape[0]}), got {tuple(x.shape)}")
         self.x = x
+        if not self.use_bias:
+            return x @ self.W
         if fast.dense_forward:
             return fast.dense_forward(x, self.W, self.b)
         return x @ self.W + self.b
 
-    def backward(self, dy: Any) -> Any:
-        if fast.dense_backward:
-            return fast.dense_backward(self.x, dy, self.W, self.dW, self.db, self.needs_input_grad)
-        self.dW[...] = self.x.T @ dy
-        self.db[...] = dy.sum(axis=0)
-        return dy @ self.W.T if self.needs_input_grad else None  # the model's first Dense skips dx
+    def backward_logits(self, dz: Any) -> Any:
+        if fast.dense_backward and self.use_bias:
+            dx = fast.dense_backward(self.x, dz, self.W, self.dW, self.db, self.needs_input_grad)
+        else:
+            self.dW[...] = self.x.T @ dz
+            if self.use_bias:
+                self.db[...] = dz.sum(axis=0)
+            dx = dz @ self.W.T if self.needs_input_grad else None  # the model's first Dense skips dx
+        self.add_penalty_gradients()  # dW += d penalty(W) / dW, where a regularizer is set
+        return dx
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "units": self.units, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer, "seed": self.seed}
+        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias, "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer), "seed": self.seed}
 
 
-class ReLU(Layer):
-    """Rectified linear unit.
+class Activation(WithActivation):
+    """An activation function as a layer of its own: `Activation("relu")`, `Activation("softmax")`, ...
 
-    forward:  y = max(x, 0)
-    backward: dx = dy where x > 0, else 0
+    forward:  y = activation(x)
+    backward: dx = activation.backward(dy, x, y)       (each function's math is in activations.py)
     """
 
+    def __init__(self, activation: Any, name: str | None = None, input_shape: Shape | None = None) -> None:
+        super().__init__(name, input_shape)
+        self.activation = activations.get(activation, self.name)
+
+    def forward_logits(self, x: Any, training: bool = False) -> Any:
+        return x
+
+    def backward_logits(self, dz: Any) -> Any:
+        return dz
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
+
+
+class ReLU(Activation):
+    """Keras's ReLU layer: Activation("relu") under its own class name."""
+
+    def __init__(self, name: str | None = None, input_shape: Shape | None = None) -> None:
+        super().__init__("relu", name, input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return Layer.get_config(self)
+
+
+class Softmax(Activation):
+    """Keras's Softmax layer (over the last axis): Activation("softmax") under its own class name."""
+
+    def __init__(self, axis: int = -1, name: str | None = None, input_shape: Shape | None = None) -> None:
+        super().__init__("softmax", name, input_shape)
+        if axis != -1:
+            raise ValueError(f"{self.name}: softmax over the last axis only (axis=-1), got axis={axis!r}")
+
+    def get_config(self) -> dict[str, Any]:
+        return Layer.get_config(self)
+
+
+class Linear(Activation):
+    """The identity: y = x, dx = dy, as a layer (what tinynet 0.1 saved for Activation("linear"))."""
+
+    def __init__(self, name: str | None = None, input_shape: Shape | None = None) -> None:
+        super().__init__("linear", name, input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return Layer.get_config(self)
+
+
+class LeakyReLU(Layer):
+    """Leaky ReLU: a small slope instead of zero for negative inputs (Keras's default slope 0.3).
+
+    forward:  y = x where x > 0, else negative_slope * x
+    backward: dx = dy where x > 0, else negative_slope * dy
+    """
+
+    def __init__(self, negative_slope: float = 0.3, name: str | None = None, input_shape: Shape | None = None) -> None:
+        super().__init__(name, input_shape)
+        self.negative_slope = check_number(self.name, "negative_slope", negative_slope)
+
     def forward(self, x: Any, training: bool = False) -> Any:
-        self.y = backend.xp().maximum(x, 0)
+        self.x = x
+        return activations.leaky_relu(x, self.negative_slope)
+
+    def backward(self, dy: Any) -> Any:
+        return activations.leaky_relu_backward(dy, self.x, None, self.negative_slope)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+class ELU(Layer):
+    """Exponential linear unit.
+
+    forward:  y = x where x > 0, else alpha * (exp(x) - 1)
+    backward: dx = dy where x > 0, else dy * (y + alpha)
+    """
+
+    def __init__(self, alpha: float = 1.0, name: str | None = None, input_shape: Shape | None = None) -> None:
+        super().__init__(name, input_shape)
+        self.alpha = check_number(self.name, "alpha", alpha)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self.x = x
+        self.y = activations.elu(x, self.alpha)
         return self.y
 
     def backward(self, dy: Any) -> Any:
-        if fast.relu_backward:
-            return fast.relu_backward(dy, self.y)
-        return dy * (self.y > 0)
+        return activations.elu_backward(dy, self.x, self.y, self.alpha)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "alpha": self.alpha}
 
 
-class Softmax(Layer):
-    """Softmax over the last axis: turns scores into probabilities.
-
-    forward:  p = exp(x - max x) / sum(exp(x - max x))   (shifting by the max avoids overflow)
-    backward: dx = p * (dy - sum(dy * p))                 (the Jacobian diag(p) - p p^T applied to dy)
-
-    Followed by cross-entropy, the model skips this backward and uses the fused,
-    stable gradient (p - y) / n instead (see losses.py).
-    """
-
-    def forward(self, x: Any, training: bool = False) -> Any:
-        self.p = softmax(x)
-        return self.p
-
-    def backward(self, dy: Any) -> Any:
-        p = self.p
-        return p * (dy - (dy * p).sum(axis=-1, keepdims=True))
-
-
-class Linear(Layer):
-    """The identity: y = x, dx = dy. What Activation("linear") gives."""
-
-    def forward(self, x: Any, training: bool = False) -> Any:
-        return x
-
-    def backward(self, dy: Any) -> Any:
-        return dy
-
-
-ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "softmax": Softmax, "linear": Linear}
-
-
-def Activation(activation: str, name: str | None = None, input_shape: Shape | None = None) -> Layer:
-    """Keras's `Activation("relu" | "softmax" | "linear")`: returns the matching layer."""
-    if not isinstance(activation, str):
-        raise TypeError(f"Activation: expected the name of an activation such as 'relu', got {activation!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"Activation: unknown activation {activation!r}; valid names are {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[activation](name=name, input_shape=input_shape)
+def check_number(layer: str, name: str, value: Any) -> float:
+    """`value` as a float if it is a finite number >= 0, else a ValueError naming the layer and argument."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) \
+            or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{layer}: {name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 class Dropout(Layer):
@@ -321,12 +298,38 @@ class Flatten(Layer):
         return dy.reshape(self.x_shape)
 
 
-def softmax(x: Any) -> Any:
-    """Row-wise softmax, stable for any finite x."""
-    xp = backend.xp()
-    e = xp.exp(x - x.max(axis=-1, keepdims=True))
-    e /= e.sum(axis=-1, keepdims=True)
-    return e
+class Reshape(Layer):
+    """Give each sample a new shape with the same number of values: Reshape((28, 28, 1)) turns (n, 784) into
+    (n, 28, 28, 1). One dimension may be -1, meaning "whatever is left". backward reshapes dy back."""
+
+    def __init__(self, target_shape: Shape, name: str | None = None, input_shape: Shape | None = None) -> None:
+        super().__init__(name, input_shape)
+        if not isinstance(target_shape, (tuple, list)) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) and (d >= 1 or d == -1)
+                for d in target_shape) or list(target_shape).count(-1) > 1:
+            raise ValueError(f"{self.name}: target_shape must be positive integers, at most one of them -1, "
+                             f"such as (28, 28, 1), got {target_shape!r}")
+        self.target_shape = tuple(int(d) for d in target_shape)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        size, known = int(np.prod(input_shape)), int(np.prod([d for d in self.target_shape if d != -1]))
+        if (-1 in self.target_shape and size % known) or (-1 not in self.target_shape and size != known):
+            raise ValueError(f"{self.name}: cannot reshape samples of shape {tuple(input_shape)} ({size} values) "
+                             f"into {self.target_shape}")
+        return tuple(size // known if d == -1 else d for d in self.target_shape)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self.x_shape = x.shape
+        return x.reshape((x.shape[0],) + self.compute_output_shape(tuple(x.shape[1:])))
+
+    def backward(self, dy: Any) -> Any:
+        return dy.reshape(self.x_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
-LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (Dense, ReLU, Softmax, Linear, Dropout, Flatten)}
+softmax = activations.softmax  # where tinynet 0.1 had it
+
+LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
+    InputLayer, Dense, Activation, ReLU, Softmax, Linear, LeakyReLU, ELU, Dropout, Flatten, Reshape)}

@@ -1,36 +1,111 @@
-"""Metrics: accuracy, reported next to the loss as in the tutorial, and the confusion matrix's counts."""
+"""Metrics: numbers reported beside the loss (accuracy, mean errors), named as in Keras, and the confusion matrix.
+
+Each metric is a function of the targets and the outputs giving one value per sample; fit and
+evaluate add them up where the arrays live and report their mean over the data.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from tinynet import backend
 
-METRICS = ("accuracy",)
 MAX_CLASSES = 1000  # a confusion table of more is not for reading (and 10^5 classes would be 75 GB)
-ALIASES = {"acc": "accuracy", "categorical_accuracy": "accuracy", "sparse_categorical_accuracy": "accuracy"}
 
 
-def get(names: list[str] | tuple[str, ...] | None) -> list[str]:
-    """Canonical metric names for `compile(metrics=...)`; unknown names raise with the valid list."""
-    if names is None:
-        return []
-    if isinstance(names, str) or not isinstance(names, (list, tuple)):
-        raise TypeError(f"metrics must be a list of names such as ['accuracy'], got {names!r}")
-    result = []
-    for name in names:
-        canonical = ALIASES.get(name, name)
-        if canonical not in METRICS:
-            raise ValueError(f"unknown metric {name!r}; valid metrics are {', '.join(METRICS + tuple(ALIASES))}")
-        result.append(canonical)
-    return result
-
-
-def count_correct(probs: Any, one_hot: Any) -> Any:
-    """How many rows have their highest score at the true class (a 0-d array on the backend)."""
+# ---- the metric functions: one value per sample, averaged over the data by fit and evaluate -------------
+def categorical_accuracy(y_true: Any, y_pred: Any) -> Any:
+    """1 where the highest output is at the true class of a one-hot target, else 0"""
     xp = backend.xp()
-    return (xp.argmax(probs, axis=1) == xp.argmax(one_hot, axis=1)).sum()
+    return (xp.argmax(y_pred, axis=-1) == xp.argmax(y_true, axis=-1)).astype(y_pred.dtype)
+
+
+def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> Any:
+    """1 where the highest output is at the integer label, else 0"""
+    labels = y_true.reshape(-1)
+    return (backend.xp().argmax(y_pred, axis=-1) == labels).astype(y_pred.dtype)
+
+
+def top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> Any:
+    """1 where the true class of a one-hot target is among the k highest outputs: fewer than k outputs beat it"""
+    xp = backend.xp()
+    true_score = y_pred[xp.arange(y_pred.shape[0]), xp.argmax(y_true, axis=-1)]
+    return ((y_pred > true_score[:, None]).sum(axis=-1) < k).astype(y_pred.dtype)
+
+
+def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> Any:
+    """The fraction of a sample's outputs on the right side of the threshold: mean((p > threshold) == y)"""
+    decided = (y_pred > threshold).astype(y_pred.dtype)
+    return (decided == y_true.reshape(y_pred.shape)).astype(y_pred.dtype).mean(axis=-1)
+
+
+def mean_squared_error(y_true: Any, y_pred: Any) -> Any:
+    """mean over the outputs of (p - y)^2"""
+    error = y_pred - y_true.reshape(y_pred.shape)
+    return (error * error).mean(axis=-1)
+
+
+def mean_absolute_error(y_true: Any, y_pred: Any) -> Any:
+    """mean over the outputs of |p - y|"""
+    return abs(y_pred - y_true.reshape(y_pred.shape)).mean(axis=-1)
+
+
+FUNCTIONS: dict[str, Callable[[Any, Any], Any]] = {f.__name__: f for f in (
+    categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy, binary_accuracy,
+    mean_squared_error, mean_absolute_error)}
+ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
+ON_SCORES = {categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy}  # softmax keeps the order
+
+
+class Metric:
+    """A metric as compile keeps it: the name shown in the logs and the function giving one value per sample.
+
+    `on_scores` is true where the value is the same on the scores z as on softmax(z) (the order of the
+    outputs is all it reads), so when the loss took the softmax over, no softmax is computed for it.
+    """
+
+    def __init__(self, name: str, function: Callable[[Any, Any], Any]) -> None:
+        self.name, self.function = name, function
+        self.on_scores = function in ON_SCORES
+
+    def __call__(self, y_true: Any, y_pred: Any) -> Any:
+        return self.function(y_true, y_pred)
+
+    def __repr__(self) -> str:
+        return f"Metric({self.name!r}, {getattr(self.function, '__name__', self.function)})"
+
+
+def accuracy_for(loss: Any, outputs: int | None) -> Callable[[Any, Any], Any]:
+    """Which accuracy "accuracy" means, as Keras decides: binary for one output or a binary loss,
+    sparse for integer labels, categorical otherwise."""
+    if outputs == 1 or getattr(loss, "name", None) == "binary_crossentropy":
+        return binary_accuracy
+    return sparse_categorical_accuracy if getattr(loss, "integer_targets", False) else categorical_accuracy
+
+
+def get(identifiers: Any, loss: Any = None, outputs: int | None = None) -> list[Metric]:
+    """The metrics for `compile(metrics=[...])`: names as in Keras, or your own functions f(y_true, y_pred)
+    returning one value per sample. Unknown names raise with the valid list."""
+    if identifiers is None:
+        return []
+    if isinstance(identifiers, str) or not isinstance(identifiers, (list, tuple)):
+        raise TypeError(f"metrics must be a list of names such as ['accuracy'] (or functions), got {identifiers!r}")
+    result = []
+    for identifier in identifiers:
+        if isinstance(identifier, Metric):
+            result.append(identifier)
+        elif callable(identifier):
+            result.append(Metric(getattr(identifier, "__name__", "metric"), identifier))
+        elif identifier in ("accuracy", "acc"):
+            result.append(Metric("accuracy", accuracy_for(loss, outputs)))
+        elif isinstance(identifier, str) and ALIASES.get(identifier, identifier) in FUNCTIONS:
+            result.append(Metric(identifier, FUNCTIONS[ALIASES.get(identifier, identifier)]))
+        else:
+            valid = ", ".join(["accuracy", "acc"] + list(FUNCTIONS) + list(ALIASES))
+            raise ValueError(f"unknown metric {identifier!r}; valid metrics are {valid}, or a function "
+                             f"f(y_true, y_pred) returning one value per sample")
+    return result
 
 
 def confusion_counts(truth: Any, predicted: Any, num_classes: int | None = None) -> np.ndarray:

@@ -20,10 +20,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tinynet import backend, layers, losses, optimizers, saving, training
+from tinynet import activations, backend, layers, losses, optimizers, saving, training
 from tinynet import metrics as metric_fns
 from tinynet.engine import fast
-from tinynet.layers import Layer, Shape, Softmax, check_shape
+from tinynet.layer import Layer, Shape, check_shape
+from tinynet.layers import InputLayer
 
 
 class Sequential:
@@ -35,9 +36,11 @@ class Sequential:
         self.name = name
         self.layers: list[Layer] = []
         self.input_shape: Shape | None = None
-        self.loss: losses.CategoricalCrossentropy | None = None
+        self.loss: losses.Loss | None = None
         self.optimizer: optimizers.Optimizer | None = None
-        self.metrics: list[str] = []
+        self.metrics: list[metric_fns.Metric] = []
+        self._declared_input: Shape | None = None  # from an Input(shape=...) entry
+        self._metric_identifiers: list[Any] | None = None  # as compile was given them
         self.loss_input: Any = None  # what the last forward_loss gave the loss: probabilities, or scores
         try:
             for layer in layers or []:
@@ -49,9 +52,14 @@ class Sequential:
 
     # ---- structure -----------------------------------------------------------------------------
     def add(self, layer: Layer) -> None:
-        """Append a layer; it is built at once when the input shape is known."""
+        """Append a layer; it is built at once when the input shape is known. An Input(shape) only states that shape."""
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}.add: expected a tinynet Layer, got {type(layer).__name__}")
+        if isinstance(layer, InputLayer):
+            if self.layers or self._declared_input is not None:
+                raise ValueError(f"{self.name}.add: Input(shape=...) must be the model's first entry, and only one")
+            self._declared_input = layer.input_shape
+            return
         if any(other.name == layer.name and other is not layer for other in self.layers):
             raise ValueError(f"{self.name}.add: a layer named {layer.name!r} is already in this model; the layers of "
                              f"a model need distinct names (they key its saved state)")
@@ -60,8 +68,8 @@ class Sequential:
         try:
             if self.input_shape is not None:
                 self._build_from(len(self.layers) - 1)
-            elif len(self.layers) == 1 and layer.input_shape is not None:
-                self.build(layer.input_shape)
+            elif len(self.layers) == 1 and (layer.input_shape or self._declared_input) is not None:
+                self.build(layer.input_shape or self._declared_input)
         except Exception:
             self.layers.pop()  # a layer that cannot be built must not stay half in the model
             layer.detach()
@@ -88,6 +96,8 @@ class Sequential:
         for layer in self.layers:
             layer.needs_input_grad = has_weights_below
             has_weights_below = has_weights_below or bool(layer.weight_names)
+        if self.loss is not None:  # compiled before the outputs were known: which accuracy "accuracy" means may change
+            self.metrics = metric_fns.get(self._metric_identifiers, self.loss, self.output_shape[-1])
 
     @property
     def built(self) -> bool:
@@ -114,9 +124,27 @@ class Sequential:
             getattr(layer, name)[...] = value
             self._gradient_views.append((layer, "d" + name, getattr(layer, "d" + name)))
             offset = end
+        self._pack_non_trainable(dtype)
         self._backend = backend.get_backend()
         if self.optimizer is not None and not self.optimizer.is_built_for(self.params):
             self.optimizer.set_state({"iterations": np.array(0)})  # a state for other weights: start afresh
+
+    def _pack_non_trainable(self, dtype: Any) -> None:
+        """The layers' non-trainable arrays (moving statistics) as views into one more flat vector, `non_trainable`."""
+        slots = [(layer, name) for layer in self.layers for name in layer.state_names]
+        values = [backend.to_device(getattr(layer, name)) for layer, name in slots]
+        self.non_trainable = backend.xp().zeros(sum(int(v.size) for v in values), dtype)
+        offset = 0
+        for (layer, name), value in zip(slots, values):
+            setattr(layer, name, self.non_trainable[offset:offset + value.size].reshape(value.shape))
+            getattr(layer, name)[...] = value
+            offset += int(value.size)
+
+    def weight_slices(self) -> list[slice]:
+        """Where each weight array sits in the flat vectors `params` and `grads`, in layer order."""
+        sizes = [int(w.size) for layer in self.layers for w in layer.weights()]
+        ends = np.cumsum([0] + sizes)
+        return [slice(int(start), int(end)) for start, end in zip(ends[:-1], ends[1:])]
 
     def require_built(self, what: str) -> None:
         """A clear error unless the model is built; weights follow the user to a newly chosen backend."""
@@ -129,21 +157,23 @@ class Sequential:
                 self.optimizer.set_state(self.optimizer.get_state())
 
     # ---- compiling ----------------------------------------------------------------------------
-    def compile(self, optimizer: str | optimizers.Optimizer = "adam",
-                loss: str | losses.CategoricalCrossentropy | None = None, metrics: list[str] | None = None) -> None:
+    def compile(self, optimizer: str | optimizers.Optimizer = "adam", loss: str | losses.Loss | None = None,
+                metrics: list[Any] | None = None) -> None:
         """Choose the loss, the optimizer (name or instance) and the metrics to report."""
         if loss is None:
             raise ValueError(f"{self.name}.compile: a loss is required, one of {', '.join(losses.LOSSES)}")
-        loss, optimizer, metrics = losses.get(loss), optimizers.get(optimizer), metric_fns.get(metrics)
-        if self.layers and isinstance(self.layers[-1], Softmax) and loss.from_logits:
-            warnings.warn(f"{self.name}.compile: the model ends in a softmax, but the loss {loss.name} has "
-                          f"from_logits=True and takes a softmax of its own: the network's probabilities would be "
-                          f"treated as scores. Drop the final softmax, or use from_logits=False", UserWarning,
-                          stacklevel=2)
+        loss, optimizer = losses.get(loss), optimizers.get(optimizer)
+        resolved = metric_fns.get(metrics, loss, self.output_shape[-1] if self.built else None)
+        final = getattr(self.layers[-1], "activation", None) if self.layers else None
+        if final in (activations.softmax, activations.sigmoid) and getattr(loss, "from_logits", False):
+            warnings.warn(f"{self.name}.compile: the model ends in a {final.__name__}, but the loss {loss.name} has "
+                          f"from_logits=True and applies one of its own: the network's probabilities would be "
+                          f"treated as scores. Drop the final {final.__name__}, or use from_logits=False",
+                          UserWarning, stacklevel=2)
         optimizer.attach(self)
         if self.optimizer is not None and self.optimizer is not optimizer:
             self.optimizer.detach()  # the one it replaces may serve another model now
-        self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
+        self.loss, self.optimizer, self.metrics, self._metric_identifiers = loss, optimizer, resolved, metrics
 
     def require_compiled(self, what: str) -> None:
         if self.loss is None:
@@ -153,16 +183,18 @@ class Sequential:
     def get_compile_config(self) -> dict[str, Any] | None:
         if self.loss is None:
             return None
-        return {"loss": self.loss.get_config(), "optimizer": self.optimizer.get_config(), "metrics": self.metrics}
+        return {"loss": self.loss.get_config(), "optimizer": self.optimizer.get_config(),
+                "metrics": [metric.name for metric in self.metrics]}
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         self.compile(optimizer=optimizers.from_config(config["optimizer"]), loss=losses.from_config(config["loss"]),
                      metrics=config["metrics"])
 
     # ---- one batch, by hand -----------------------------------------------------------------------
-    def fuses_softmax(self) -> bool:
-        """Softmax then cross-entropy: the loss takes the scores and gives the stable gradient (p - y) / n."""
-        return isinstance(self.layers[-1], Softmax) and not self.loss.from_logits
+    def fused_activation(self) -> bool:
+        """Whether the last layer's activation is left to the loss: softmax then categorical cross-entropy, or
+        sigmoid then binary cross-entropy. The loss takes the scores z and gives the stable gradient (p - y) / n."""
+        return self.loss.fuses(getattr(self.layers[-1], "activation", None))
 
     def forward(self, x: Any, training: bool = False) -> Any:
         """The network's output for the batch x (probabilities after a softmax), on the backend."""
@@ -174,14 +206,24 @@ class Sequential:
     def forward_loss(self, x: Any, y: Any, training: bool = True) -> Any:
         """Forward the batch x through every layer and the loss against targets y: the mean loss (a 0-d array).
 
-        Remembers what backward() needs. A final softmax is left to the loss (see fuses_softmax).
+        Remembers what backward() needs. A final softmax or sigmoid is left to the loss (see
+        fused_activation). Layers' weight penalties (regularizers) are added to the loss.
         """
         self.require_compiled("forward_loss")
         out = self._batch(x, "forward_loss")
-        for layer in self.layers[:-1] if self.fuses_softmax() else self.layers:
+        *body, last = self.layers
+        for layer in body:
             out = layer.forward(out, training)
+        fused = self.fused_activation()
+        out = last.forward_logits(out, training) if fused else last.forward(out, training)
         self.loss_input = out
-        return self.loss.forward(out, y, from_logits=True if self.fuses_softmax() else None)
+        loss = self.loss.forward(out, y, from_logits=True if fused else None)
+        penalties = [p for p in (layer.penalty() for layer in self.layers) if p is not None]
+        return loss + sum(penalties) if penalties else loss
+
+    def predictions(self) -> Any:
+        """The network's outputs for the last forward_loss's batch (applying the activation the loss took over)."""
+        return self.layers[-1].activation(self.loss_input) if self.fused_activation() else self.loss_input
 
     def _batch(self, x: Any, what: str) -> Any:
         """x on the backend in the model's float dtype (no copy when it already is), the model built for it."""
@@ -193,8 +235,9 @@ class Sequential:
     def backward(self) -> None:
         """Back through the loss and the layers in reverse, for the batch of the last forward_loss: fills self.grads."""
         dy = self.loss.backward()
-        for layer in reversed(self.layers[:-1] if self.fuses_softmax() else self.layers):
-            dy = layer.backward(dy)
+        fused = self.fused_activation()
+        for i, layer in enumerate(reversed(self.layers)):
+            dy = layer.backward_logits(dy) if fused and i == 0 else layer.backward(dy)
             if not layer.needs_input_grad:
                 break  # the first layer with weights: nothing below it needs a gradient
         for layer, name, view in self._gradient_views:
@@ -230,16 +273,17 @@ class Sequential:
 
     # ---- weights, summary, configuration, saving -------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
-        """Copies of all weights in layer order (Dense: kernel (in, out), then bias (out,))."""
+        """Copies of all weights in layer order, each layer's trainable then non-trainable ones, as Keras
+        (Dense: kernel (in, out), bias (out,); BatchNormalization: gamma, beta, moving_mean, moving_variance)."""
         self.require_built("get_weights")
-        return [backend.to_numpy(w).copy() for layer in self.layers for w in layer.weights()]
+        return [backend.to_numpy(w).copy() for layer in self.layers for w in layer.weights() + layer.states()]
 
     def set_weights(self, weights: list[Any]) -> None:
         """Overwrite all weights, in the order get_weights gives them; every array is checked before any is written."""
         self.require_built("set_weights")
         if not isinstance(weights, (list, tuple)):
             raise TypeError(f"set_weights: expected a list of arrays, as get_weights gives, got {type(weights).__name__}")
-        slots = [(layer, name) for layer in self.layers for name in layer.weight_names]
+        slots = [(layer, name) for layer in self.layers for name in layer.weight_names + layer.state_names]
         if len(weights) != len(slots):
             raise ValueError(f"set_weights: the model has {len(slots)} weight arrays, got {len(weights)}")
         checked, largest = [], float(np.finfo(self.params.dtype).max)
@@ -278,8 +322,9 @@ class Sequential:
             shape = "(None, " + ", ".join(map(str, layer.output_shape)) + ")"
             lines.append(row(f"{layer.name} ({type(layer).__name__})", shape, layer.count_params()))
             lines.append("=" * 65 if i == len(self.layers) - 1 else rule)
-        total = self.count_params()
-        lines += [f"Total params: {total:,}", f"Trainable params: {total:,}", "Non-trainable params: 0", rule]
+        total, frozen = self.count_params(), int(self.non_trainable.size)
+        lines += [f"Total params: {total:,}", f"Trainable params: {total - frozen:,}",
+                  f"Non-trainable params: {frozen:,}", rule]
         print_fn("\n".join(lines))
 
     def get_config(self) -> dict[str, Any]:
@@ -296,21 +341,24 @@ class Sequential:
         return model
 
     @staticmethod
-    def count_params_in_config(config: dict[str, Any], custom_objects: dict[str, type[Layer]] | None = None) -> int:
-        """How many weights the architecture in `config` holds, counted without creating any.
+    def count_params_in_config(config: dict[str, Any], custom_objects: dict[str, type[Layer]] | None = None,
+                               ) -> tuple[int, int]:
+        """How many weights, and how many non-trainable numbers, the architecture in `config` holds, counted
+        without creating any.
 
         load_model checks a file's arrays against this before reading them, so a small file
         claiming a huge layer is refused rather than allocated.
         """
         shape = check_shape(config["input_shape"], "input_shape") if config["input_shape"] is not None else None
-        total = 0
+        weights = non_trainable = 0
         for layer in _layers_from_config(config, custom_objects):
             shape = shape or layer.input_shape
             if shape is None:
                 raise ValueError("the architecture has no input shape")
-            total += sum(math.prod(s) for s in layer.weight_shapes(shape).values())
+            weights += sum(math.prod(s) for s in layer.weight_shapes(shape).values())
+            non_trainable += sum(math.prod(s) for s in layer.state_shapes(shape).values())
             shape = layer.compute_output_shape(shape)
-        return total
+        return weights, non_trainable
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights, optimizer state and layers' own random generators to one file (tinynet.saving).
@@ -319,7 +367,7 @@ class Sequential:
         """
         self.require_built("save")
         state = None if self.optimizer is None else self.optimizer.get_state()
-        if not bool(backend.xp().isfinite(self.params).all()) or \
+        if not bool(backend.xp().isfinite(self.params).all()) or not bool(backend.xp().isfinite(self.non_trainable).all()) or \
                 not all(np.all(np.isfinite(value)) for value in (state or {}).values()):
             raise ValueError(f"save: the weights of {self.name} or its optimizer's state contain NaN or inf; "
                              f"not saved (load_model would refuse the file)")
@@ -327,18 +375,21 @@ class Sequential:
         random_states = {name: generator for name, generator in random_states.items() if generator is not None}
         saving.write_model(path, {"model": self.get_config(), "compile": self.get_compile_config(),
                                   "random_states": random_states},
-                           self.params, state)
+                           self.params, state, self.non_trainable)
 
 
 def load_model(path: str | os.PathLike, custom_objects: dict[str, type[Layer]] | None = None) -> Sequential:
     """Rebuild a model saved with `model.save(path)`: same layers, weights, and optimizer state."""
-    config, params, optimizer_state = saving.read_model(path, lambda found: _arrays_in_file(found, custom_objects))
+    config, params, non_trainable, optimizer_state = saving.read_model(
+        path, lambda found: _arrays_in_file(found, custom_objects))
     try:
-        if not np.all(np.isfinite(params)):
+        if not np.all(np.isfinite(params)) or (non_trainable is not None and not np.all(np.isfinite(non_trainable))):
             raise ValueError("the stored weights contain NaN or inf")
         with backend.using(dtype=params.dtype):  # a float64 model comes back in float64
             model = Sequential.from_config(config["model"], custom_objects)
         model.params[...] = backend.to_device(params, model.params.dtype)
+        if non_trainable is not None:
+            model.non_trainable[...] = backend.to_device(non_trainable, model.params.dtype)
         for layer in model.layers:
             if layer.name in config["random_states"]:
                 layer.set_random_state(config["random_states"][layer.name])
@@ -355,8 +406,10 @@ def load_model(path: str | os.PathLike, custom_objects: dict[str, type[Layer]] |
 
 def _arrays_in_file(config: dict[str, Any], custom_objects: dict[str, type[Layer]] | None) -> dict[str, tuple]:
     """The arrays a model file with this configuration holds, and their shapes, worked out without creating them."""
-    n = Sequential.count_params_in_config(config["model"], custom_objects)
+    n, frozen = Sequential.count_params_in_config(config["model"], custom_objects)
     arrays: dict[str, tuple] = {"params": (n,)}
+    if frozen:
+        arrays["non_trainable"] = (frozen,)
     if config["compile"]:
         optimizer = optimizers.from_config(config["compile"]["optimizer"])  # small: its slots are made at a step
         arrays[saving.OPTIMIZER + "iterations"] = ()

@@ -8,6 +8,8 @@ the model: `Sequential.save` and `tinynet.load_model` turn a model into these pa
                     "model": Sequential.get_config(), "compile": Sequential.get_compile_config(),
                     "random_states": the generators of layers that have their own (Dropout(seed=...))}
     params          the flat weight vector
+    non_trainable   the flat vector of what layers keep without training it (BatchNormalization's
+                    moving mean and variance), when the model has any
     optimizer.NAME  the optimizer's state in Keras's form: "iterations", then its slots (Adam: m, v)
 
 Writing is atomic (tinynet/files.py): a crash never leaves half a model under the real name.
@@ -39,18 +41,22 @@ HEADER_LIMIT = 1 << 16  # bytes of an .npy member's magic and header; NumPy writ
 
 
 def write_model(path: str | os.PathLike, config: dict[str, Any], params: Any,
-                optimizer_state: dict[str, np.ndarray] | None) -> None:
-    """Write one model file: `config` (JSON: {"model": ..., "compile": ...}), the flat weights, the optimizer's state."""
+                optimizer_state: dict[str, np.ndarray] | None, non_trainable: Any = None) -> None:
+    """Write one model file: `config` (JSON: {"model": ..., "compile": ...}), the flat weights, the optimizer's
+    state, and the layers' non-trainable vector where it is not empty."""
     header = {"format": FORMAT, "version": VERSION, **config}
     arrays = {"config": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), "params": backend.to_numpy(params)}
+    if non_trainable is not None and non_trainable.size:
+        arrays["non_trainable"] = backend.to_numpy(non_trainable)
     arrays.update({OPTIMIZER + name: value for name, value in (optimizer_state or {}).items()})
     with atomic_write(path, suffix=".tinynet-tmp") as f:
         np.savez(f, **arrays)
 
 
 def read_model(path: str | os.PathLike, expected_arrays: Callable[[dict[str, Any]], dict[str, tuple[int, ...]]],
-               ) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
-    """The config ({"model", "compile", "random_states"}), flat weights and optimizer state of a file, as version 2.
+               ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+    """The config ({"model", "compile", "random_states"}), flat weights, non-trainable vector (None where the
+    model has none) and optimizer state of a file, as version 2.
 
     `expected_arrays({"model": ..., "compile": ...})` must name the arrays the configuration calls
     for and their shapes ("params", "optimizer.iterations", "optimizer.m", ...), worked out without
@@ -99,7 +105,7 @@ V1_NAMES = {OPTIMIZER + "m_sum": OPTIMIZER + "m", OPTIMIZER + "v_sum": OPTIMIZER
 
 def _read_arrays(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], header: dict[str, Any],
                  expected_arrays: Callable[[dict[str, Any]], dict[str, tuple[int, ...]]],
-                 ) -> tuple[dict[str, Any], np.ndarray, dict]:
+                 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None, dict]:
     version = header.get("version")
     if type(version) is not int or version not in (1, VERSION):  # not "1", 1.0 or True
         raise ValueError(f"format version {version!r}; this tinynet reads versions 1 and {VERSION}")
@@ -115,20 +121,23 @@ def _read_arrays(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], 
         if key not in expected or key in arrays:
             raise ValueError(f"unexpected member {name!r} (this model's file holds config and "
                              f"{', '.join(expected)})")
-        label = "params (the weights)" if key == "params" else "optimizer state " + key[len(OPTIMIZER):]
+        label = {"params": "params (the weights)", "non_trainable": "non_trainable (the layers' moving statistics)"
+                 }.get(key, "optimizer state " + key[len(OPTIMIZER):])
         shape = expected[key]
         with archive.open(info) as f:
             arrays[key] = _read_npy(f, label, shape, "a single number" if shape == () else
-                                    f"{shape[0]} numbers, as many as the weights in the architecture")
-    if "params" not in arrays:
-        raise ValueError("no params (weights) inside")
+                                    f"{shape[0]} numbers, as many as the architecture holds")
+    missing = [name for name in ("params", "non_trainable") if name in expected and name not in arrays]
+    if missing:
+        raise ValueError(f"no {missing[0]} inside")
     if version == 1:
         _upgrade_state_from_version_1(header, arrays)
     state = {key[len(OPTIMIZER):]: value for key, value in arrays.items() if key.startswith(OPTIMIZER)}
     random_states = header.get("random_states", {})
     if not isinstance(random_states, dict):
         raise ValueError(f"random_states must map layer names to generator states, got {type(random_states).__name__}")
-    return {"model": header["model"], "compile": header["compile"], "random_states": random_states}, arrays["params"], state
+    return ({"model": header["model"], "compile": header["compile"], "random_states": random_states},
+            arrays["params"], arrays.get("non_trainable"), state)
 
 
 class _Budget:

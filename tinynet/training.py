@@ -22,8 +22,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from tinynet import backend, losses
-from tinynet import metrics as metric_fns
+from tinynet import backend
 from tinynet.engine import fast
 from tinynet.progress import Progbar
 
@@ -62,42 +61,45 @@ class EpochTotals:
     """An epoch's running sums, kept where the arrays live: on a GPU, read once per epoch, not per batch.
 
     loss_sum      sum of each good batch's mean loss times its size
-    correct_sum   predictions that were right, over the good batches
+    metric_sums   each metric's per-sample values added up over the good batches (one entry per metric)
     good_batches  batches whose loss was finite (and came before any that was not)
     failed        1 once a batch's loss was not finite: that batch and every later one change nothing
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: int = 0) -> None:
         xp = backend.xp()
-        self.loss_sum, self.correct_sum, self.good_batches, self.failed = (xp.zeros(()) for _ in range(4))
+        self.loss_sum, self.good_batches, self.failed = (xp.zeros(()) for _ in range(3))
+        self.metric_sums = xp.zeros(metrics)
 
     def reset(self) -> None:
-        for total in (self.loss_sum, self.correct_sum, self.good_batches, self.failed):
+        for total in (self.loss_sum, self.metric_sums, self.good_batches, self.failed):
             total[...] = 0
 
-    def add(self, loss: Any, correct: Any, batch_size: int) -> Any:
+    def add(self, loss: Any, metric_sums: Any, batch_size: int) -> Any:
         """Count one batch; whether its update may be applied (its loss is finite, no batch before failed)."""
         if fast.record_batch:  # the same on the device, without reading the loss on the host
-            return fast.record_batch(self, loss, correct, batch_size)
+            return fast.record_batch(self, loss, metric_sums, batch_size)
         ok = bool(backend.xp().isfinite(loss)) and not self.failed
         if ok:
             self.loss_sum += batch_size * float(loss)
-            self.correct_sum += correct
+            self.metric_sums += metric_sums
             self.good_batches += 1
         else:
             self.failed[...] = 1
         return ok
 
-    def read(self) -> dict[str, float]:
-        """The totals on the host (on a GPU: one wait for the device)."""
-        names = ("loss_sum", "correct_sum", "good_batches", "failed")
-        return {name: float(backend.to_numpy(getattr(self, name))) for name in names}
+    def read(self) -> dict[str, Any]:
+        """The totals on the host (on a GPU: one wait for the device); metric_sums as a NumPy vector."""
+        sums: dict[str, Any] = {name: float(backend.to_numpy(getattr(self, name)))
+                                for name in ("loss_sum", "good_batches", "failed")}
+        sums["metric_sums"] = backend.to_numpy(self.metric_sums).astype(np.float64)
+        return sums
 
 
 def train_batch(model: Any, x: Any, y: Any, totals: EpochTotals) -> None:
     """model.train_step on the batch (x, y), counted in `totals`, its update applied only if its loss is finite."""
     loss = model.forward_loss(x, y)
-    ok = totals.add(loss, _count_correct(model), x.shape[0])
+    ok = totals.add(loss, metric_sums(model, y), x.shape[0])
     model.backward()
     if fast.step_if:  # the GPU decides `if ok` itself, so the host never waits for the loss
         fast.step_if(ok, model.optimizer, model.params, model.grads)
@@ -145,10 +147,10 @@ def fit(model: Any, x: Any, y: Any, batch_size: int = 32, epochs: int = 1, verbo
     history = History()
     if verbose:
         print(f"Train on {x.shape[0]} samples" + (f", validate on {val[0].shape[0]} samples" if val else ""))
-    batches, totals = Batches(x, y, batch_size, shuffle), EpochTotals()
+    batches, totals = Batches(x, y, batch_size, shuffle), EpochTotals(len(model.metrics))
     step = functools.partial(train_batch, model)
     if fast.replayable:  # on the GPU: recorded as CUDA graphs at its second call, replayed after
-        step = fast.replayable(step)
+        step = fast.replayable(step, model.optimizer)
     for epoch in range(epochs):
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}")
@@ -157,7 +159,7 @@ def fit(model: Any, x: Any, y: Any, batch_size: int = 32, epochs: int = 1, verbo
         if sums["failed"] or not snapshot.finite():
             _stop(model, snapshot, sums, f"epoch {epoch + 1}/{epochs}", batches.steps)
             return history
-        logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["correct_sum"] / x.shape[0])
+        logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["metric_sums"] / x.shape[0])
         if val:
             logs.update({"val_" + k: v for k, v in _logs(model, *_evaluate(model, *val, INFERENCE_BATCH)).items()})
         history.record(epoch, logs)
@@ -269,7 +271,7 @@ def _run_epoch(model: Any, batches: Batches, step: Callable[..., None], totals: 
 
 def _running_logs(model: Any, totals: EpochTotals, seen: int) -> dict[str, float]:
     sums = totals.read()
-    return _logs(model, sums["loss_sum"] / seen, sums["correct_sum"] / seen)
+    return _logs(model, sums["loss_sum"] / seen, sums["metric_sums"] / seen)
 
 
 def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None, verbose: int = 1) -> float | list[float]:
@@ -280,20 +282,21 @@ def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None, verbose:
     x = prepare_x(model, x, "evaluate")
     y = prepare_y(model, y, x.shape[0], "evaluate")
     bar = Progbar(x.shape[0], unit="sample") if verbose == 1 else None
-    loss, accuracy = _evaluate(model, x, y, batch_size, bar)
-    return [loss, accuracy] if model.metrics else loss
+    logs = _logs(model, *_evaluate(model, x, y, batch_size, bar))
+    return list(logs.values()) if model.metrics else logs["loss"]
 
 
-def _evaluate(model: Any, x: Any, y: Any, batch_size: int, bar: Progbar | None = None) -> tuple[float, float]:
+def _evaluate(model: Any, x: Any, y: Any, batch_size: int, bar: Progbar | None = None) -> tuple[float, np.ndarray]:
+    """The mean loss and the metrics' means over (x, y), in inference mode."""
     n = x.shape[0]
-    loss_sum, correct_sum = 0.0, 0
+    loss_sum, sums = 0.0, backend.xp().zeros(len(model.metrics))
     for start in range(0, n, batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         loss = model.forward_loss(xb, yb, training=False)
-        loss_sum, correct_sum = loss_sum + loss * xb.shape[0], correct_sum + _count_correct(model)
+        loss_sum, sums = loss_sum + loss * xb.shape[0], sums + metric_sums(model, yb)
         if bar is not None:
             bar.update(min(n, start + batch_size))
-    return float(loss_sum) / n, float(correct_sum) / n
+    return float(loss_sum) / n, backend.to_numpy(sums).astype(np.float64) / n
 
 
 def predict(model: Any, x: Any, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
@@ -311,7 +314,7 @@ def train_on_batch(model: Any, x: Any, y: Any) -> float | list[float]:
     model.require_compiled("train_on_batch")
     x = prepare_x(model, x, "train_on_batch")
     y = prepare_y(model, y, x.shape[0], "train_on_batch")
-    totals, snapshot = EpochTotals(), _snapshot(model)
+    totals, snapshot = EpochTotals(len(model.metrics)), _snapshot(model)
     train_batch(model, x, y, totals)
     sums = totals.read()
     if sums["failed"]:
@@ -320,7 +323,7 @@ def train_on_batch(model: Any, x: Any, y: Any) -> float | list[float]:
         snapshot.restore()
         raise FloatingPointError("train_on_batch: the update made the weights or the optimizer's state NaN or "
                                  "infinite; the step was undone")
-    logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["correct_sum"] / x.shape[0])
+    logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["metric_sums"] / x.shape[0])
     return list(logs.values()) if model.metrics else logs["loss"]
 
 
@@ -362,7 +365,7 @@ def prepare_y(model: Any, y: Any, n: int, what: str) -> Any:
         model.loss.check_targets(y, n, model.output_shape[-1])
     except ValueError as err:
         raise ValueError(f"{what}: {err}") from None
-    if isinstance(model.loss, losses.SparseCategoricalCrossentropy):
+    if model.loss.integer_targets:
         return backend.to_device(y)
     return backend.to_device(y, model.params.dtype)
 
@@ -387,16 +390,29 @@ def _prepare_validation(model: Any, validation_data: Any) -> tuple[Any, Any] | N
     return x_val, prepare_y(model, validation_data[1], x_val.shape[0], "fit (validation_data)")
 
 
-def _count_correct(model: Any) -> Any:
-    """Right predictions in the last forward_loss's batch (0 when no metric asks)."""
-    return metric_fns.count_correct(model.loss_input, model.loss.target) if model.metrics else 0
+def metric_sums(model: Any, y: Any) -> Any:
+    """Each metric's values over the last forward_loss's batch, added up (a vector on the backend, one per metric).
+
+    A metric that reads only the order of the outputs gets the scores the loss took; any other
+    gets the outputs themselves, computed once (model.predictions).
+    """
+    xp = backend.xp()
+    if not model.metrics:
+        return xp.zeros(0)
+    outputs = None
+    sums = []
+    for metric in model.metrics:
+        if metric.on_scores:
+            y_pred = model.loss_input
+        else:
+            y_pred = outputs = model.predictions() if outputs is None else outputs
+        sums.append(metric(y, y_pred).sum())
+    return xp.stack(sums).astype(xp.float64)
 
 
-def _logs(model: Any, loss: Any, accuracy: Any) -> dict[str, float]:
-    logs = {"loss": float(loss)}
-    if model.metrics:
-        logs["accuracy"] = float(accuracy)
-    return logs
+def _logs(model: Any, loss: Any, metric_means: Any) -> dict[str, float]:
+    """{"loss": ..., then each metric under its name}, as Keras logs them."""
+    return {"loss": float(loss), **{m.name: float(v) for m, v in zip(model.metrics, metric_means)}}
 
 
 def _check_positive_int(what: str, **values: Any) -> None:

@@ -50,7 +50,7 @@ class Twins:
     take_rows: Twin = None              # training.Batches.gather:  out[:len(rows)] = x[rows]
     record_batch: Twin = None           # training.EpochTotals.add, without reading the loss on the host
     step_if: Twin = None                # training: `if ok: optimizer.step(...)`, decided on the device
-    replayable: Twin = None             # training: the step function itself (a CUDA graph on the GPU)
+    replayable: Twin = None             # training: the step function itself (CUDA graphs on the GPU)
 
 
 fast = Twins()

@@ -16,7 +16,6 @@ import numpy as np
 
 from tinynet.engine import graphs
 from tinynet.engine.cpu import dropout_threshold
-from tinynet.engine.graphs import replayable  # noqa: F401 - bound as fast.replayable
 
 # ---- Dense: products that a CUDA-graph recording can cut out ------------------------------
 
@@ -190,8 +189,10 @@ class FusedUpdate:
         self.launch(self.optimizer, self.optimizer.slots, p, g, self.t, ok)
 
 
-# The optimizers whose whole step is one of these kernels. A class of your own (a subclass too) may
-# do more in a step than its kernel, so fit looks at its `ok` on the host instead (see step_if).
+# The optimizers whose whole step can be one of these kernels: exactly Adam and SGD, and only when
+# optimizer.only_its_rule() (a number for learning_rate, no clipping, no weight decay, no AMSGrad).
+# Any other step (a class of your own, a subclass such as AdamW, a schedule, clipping) may do more
+# than the kernel, so fit looks at its `ok` on the host and calls optimizer.step (see step_if).
 _FUSED = {("tinynet.optimizers", "Adam"): _launch_adam, ("tinynet.optimizers", "SGD"): _launch_sgd}
 
 
@@ -218,32 +219,45 @@ def sgd_update(optimizer: Any, p: Any, g: Any) -> None:
     _form(optimizer, _launch_sgd).step(p, g, _always(cupy.cuda.Device().id))
 
 
+def fuses(optimizer: Any) -> bool:
+    """Whether the optimizer's whole step is one of the kernels above, which read `ok` on the device."""
+    launch = _FUSED.get((type(optimizer).__module__, type(optimizer).__qualname__))
+    return launch is not None and optimizer.only_its_rule()
+
+
+def replayable(fn: Any, optimizer: Any) -> Any:
+    """fit's step recorded as CUDA graphs (graphs.CapturedStep), where that can work: only when the optimizer
+    step is a fused kernel (any other reads `ok` on the host, which a recording cannot), and recorded
+    afresh whenever the optimizer's settings change (a new learning rate between epochs: the recording
+    holds the old one as a constant)."""
+    return graphs.CapturedStep(fn, settings=optimizer.get_config) if fuses(optimizer) else fn
+
+
 def step_if(ok: Any, optimizer: Any, params: Any, grads: Any) -> None:
-    """`if ok: optimizer.step(params, grads)` with `ok` in GPU memory, decided there for Adam and SGD.
+    """`if ok: optimizer.step(params, grads)` with `ok` in GPU memory, decided there for plain Adam and SGD.
 
     Their kernels read `ok` themselves, so the host never waits (and the step can be recorded
-    as a CUDA graph); any other optimizer's step is taken after looking at `ok` on the host.
+    as a CUDA graph); any other optimizer's step, or one that does more than its rule
+    (not optimizer.only_its_rule()), is taken after looking at `ok` on the host.
     """
-    launch = _FUSED.get((type(optimizer).__module__, type(optimizer).__qualname__))
-    if launch is None:
+    if not fuses(optimizer):
         if bool(ok):
             optimizer.step(params, grads)
         return
     if not optimizer.is_built_for(params):
         optimizer.build(params)
-    _form(optimizer, launch).step(params, grads, ok)
+    _form(optimizer, _FUSED[(type(optimizer).__module__, type(optimizer).__qualname__)]).step(params, grads, ok)
 
 
 # ---- fit's bookkeeping ---------------------------------------------------------------------------------
 
 _record_batch = cupy.ElementwiseKernel(
-    "T loss, int64 correct, float64 batch_size",
-    "float64 loss_sum, float64 correct_sum, float64 good_batches, float64 failed, bool ok",
+    "T loss, float64 batch_size",
+    "float64 loss_sum, float64 good_batches, float64 failed, bool ok",
     """
     ok = isfinite(loss) && failed == 0;
     if (ok) {
         loss_sum += loss * batch_size;
-        correct_sum += correct;
         good_batches += 1;
     } else {
         failed = 1;
@@ -253,13 +267,13 @@ _record_batch = cupy.ElementwiseKernel(
 )
 
 
-def record_batch(totals: Any, loss: Any, correct: Any, batch_size: int) -> Any:
-    """EpochTotals.add in one tiny kernel, so the host never waits for the loss; returns `ok` on the GPU."""
+def record_batch(totals: Any, loss: Any, metric_sums: Any, batch_size: int) -> Any:
+    """EpochTotals.add in one tiny kernel (and one for the metrics), so the host never waits for the loss;
+    returns `ok` on the GPU."""
     ok = cupy.empty((), dtype=bool)
-    # a typed parameter: CuPy cannot infer a placeholder type from a bare scalar (0 without metrics)
-    correct = correct.astype(np.int64, copy=False) if isinstance(correct, cupy.ndarray) else np.int64(correct)
-    _record_batch(loss, correct, np.float64(batch_size), totals.loss_sum, totals.correct_sum,
-                  totals.good_batches, totals.failed, ok)
+    _record_batch(loss, np.float64(batch_size), totals.loss_sum, totals.good_batches, totals.failed, ok)
+    if metric_sums.size:
+        totals.metric_sums += metric_sums * ok  # `if ok:` as arithmetic: nothing is read back to the host
     return ok
 
 

@@ -55,8 +55,9 @@ class CapturedStep:
     while one runs. If a recording fails, a RuntimeWarning says why and fn runs as usual from then on.
     """
 
-    def __init__(self, fn: Callable[..., None]) -> None:
-        self.fn = fn
+    def __init__(self, fn: Callable[..., None], settings: Callable[[], Any] = lambda: None) -> None:
+        self.fn, self.settings = fn, settings
+        self.settings_seen = settings()  # what the recording was made with (e.g. the learning rate)
         self.layout: list[Any] | None = None  # of the first call's arguments
         self.args: tuple[Any, ...] = ()  # kept alive: the recording uses these arrays' memory
         self.parts: list[Callable[[], Any]] | None = None  # graph launches and products, in order
@@ -65,6 +66,9 @@ class CapturedStep:
         self.counter = cupy.zeros((), dtype=np.uint64)
 
     def __call__(self, *args: Any) -> None:
+        settings = self.settings()
+        if settings != self.settings_seen:  # the recording holds the old settings as constants: record anew
+            self.settings_seen, self.layout, self.parts, self.failed = settings, None, None, False
         layout = [_layout(a) for a in args]
         if self.layout is None:
             self.layout, self.args = layout, args
@@ -134,8 +138,3 @@ def _end_capture_quietly(stream: Any) -> None:
         stream.end_capture()
     except Exception:  # noqa: BLE001 - the capture is already invalid; the caller re-raises the real error
         pass
-
-
-def replayable(fn: Callable[..., None]) -> CapturedStep:
-    """The fast twin of a training step function: a CapturedStep (see above)."""
-    return CapturedStep(fn)
