@@ -6,15 +6,18 @@ the data are tiny fake MNIST files written by the tests, with a matching checksu
 import gzip
 import hashlib
 import http.server
+import io
 import os
 import socket
 import threading
 import time
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.lib import format as npy
 
 from tinynet.datasets import mnist
 from tinynet.datasets.idx import read_bytes, read_idx
@@ -475,3 +478,130 @@ def test_a_downloaded_gzip_bomb_is_refused_at_the_file_s_known_size(data, fake, 
     with pytest.raises(mnist.DatasetDownloadError, match=r"decompresses to more than 60008 bytes"):
         mnist.load_data(data, mirrors=[mirror], checksums=checksums)
     assert not (data / f"{mnist.TRAIN_LABELS}.gz").exists() and not list(data.glob("*.part"))
+
+
+# ---- Keras's mnist.npz ------------------------------------------------------------------------------------
+SMALL = {"x_train": (3, 28, 28), "y_train": (3,), "x_test": (2, 28, 28), "y_test": (2,)}
+UNPICKLED = []
+
+
+def _unpickled() -> None:
+    UNPICKLED.append(True)
+
+
+class Trap:
+    """An object that, if ever unpickled, says so: loading must never run pickle."""
+
+    def __reduce__(self):
+        return (_unpickled, ())
+
+
+@pytest.fixture
+def npz(fake, monkeypatch):
+    """Keras-style arrays of small shapes (NPZ_SHAPES set to match), keyed by Keras's names."""
+    arrays, _, _ = fake
+    monkeypatch.setattr(mnist, "NPZ_SHAPES", SMALL)
+    return {key: arrays[name].astype(np.uint8) for key, name in zip(SMALL, NAMES)}
+
+
+def npy_member(header: dict, data: bytes = b"") -> bytes:
+    out = io.BytesIO()
+    npy.write_array_header_1_0(out, header)
+    return out.getvalue() + data
+
+
+def test_npz_round_trip(tmp_path, npz, server):
+    np.savez(tmp_path / "mnist.npz", **npz)
+    np.savez_compressed(tmp_path / "packed.npz", **{k: np.asfortranarray(a) for k, a in npz.items()})
+    for path in (tmp_path / "mnist.npz", str(tmp_path / "packed.npz")):
+        (x_train, y_train), (x_test, y_test) = mnist.load_data(path, mirrors=[server.url + "/"])
+        for got, key in zip((x_train, y_train, x_test, y_test), SMALL):
+            assert got.dtype == np.uint8 and got.flags.c_contiguous and got.flags.writeable
+            np.testing.assert_array_equal(got, npz[key])
+    assert server.requests == []
+
+
+def test_npz_named_by_the_variable(tmp_path, npz, monkeypatch):
+    np.savez(tmp_path / "mnist.npz", **npz)
+    monkeypatch.setenv("TINYNET_DATA", str(tmp_path / "mnist.npz"))
+    np.testing.assert_array_equal(mnist.load_data()[1][1], npz["y_test"])
+
+
+def test_npz_with_keras_s_real_shapes(tmp_path):
+    arrays = {key: np.zeros(shape, np.uint8) for key, shape in mnist.NPZ_SHAPES.items()}
+    np.savez_compressed(tmp_path / "mnist.npz", **arrays)  # 47 MB of zeros, about 100 kB on disk
+    (x_train, y_train), (x_test, y_test) = mnist.load_data(tmp_path / "mnist.npz")
+    assert x_train.shape == (60000, 28, 28) and y_train.shape == (60000,)
+    assert x_test.shape == (10000, 28, 28) and y_test.shape == (10000,)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("x_train", lambda a: a.astype(np.uint16), r"array x_train: dtype uint16, expected uint8"),
+    ("y_test", lambda a: a.astype(np.float32), r"array y_test: dtype float32, expected uint8"),
+    ("x_test", lambda a: a[:, :, :27], r"array x_test: shape \(2, 28, 27\), expected \(2, 28, 28\)"),
+    ("y_train", lambda a: a[:2], r"array y_train: shape \(2,\), expected \(3,\)"),
+    ("y_train", lambda a: np.array([5, 0, 10], np.uint8), "array y_train holds label 10, expected digits 0..9"),
+])
+def test_npz_wrong_array_names_file_array_expected_and_received(tmp_path, npz, key, value, message):
+    np.savez(tmp_path / "mnist.npz", **dict(npz, **{key: value(npz[key])}))
+    with pytest.raises(ValueError, match=rf"mnist.npz: {message}"):
+        mnist.load_data(tmp_path / "mnist.npz")
+
+
+def test_npz_with_an_array_missing_or_one_too_many(tmp_path, npz):
+    np.savez(tmp_path / "missing.npz", **{k: a for k, a in npz.items() if k != "y_test"})
+    with pytest.raises(ValueError, match=r"missing.npz: no array y_test; expected the arrays x_train, y_train"):
+        mnist.load_data(tmp_path / "missing.npz")
+    np.savez(tmp_path / "extra.npz", extra=np.zeros(1), **npz)
+    with pytest.raises(ValueError, match=r"extra.npz: unexpected members extra.npy"):
+        mnist.load_data(tmp_path / "extra.npz")
+
+
+def test_a_pickled_object_array_is_refused_without_unpickling(tmp_path, npz):
+    np.savez(tmp_path / "mnist.npz", **dict(npz, x_train=np.array([Trap()], dtype=object)))
+    with pytest.raises(ValueError, match="array x_train: dtype object, expected uint8"):
+        mnist.load_data(tmp_path / "mnist.npz")
+    assert UNPICKLED == []
+
+
+def test_a_header_claiming_a_huge_array_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "mnist.npz"
+    huge = {"descr": "|u1", "fortran_order": False, "shape": (10 ** 6, 10 ** 6)}  # a terabyte, claimed in 128 bytes
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, shape in mnist.NPZ_SHAPES.items():  # Keras's real table: nothing patched
+            archive.writestr(f"{key}.npy", npy_member(huge if key == "x_train" else dict(huge, shape=shape)))
+    assert path.stat().st_size < 2000
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match=r"array x_train: shape \(1000000, 1000000\), expected \(60000, 28, 28\)"):
+            mnist.load_data(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 1 and peak < 1 << 20
+
+
+@pytest.mark.parametrize("member, message", [
+    (lambda h: npy_member(h, bytes(100)), r"truncated, 100 of the 2352 data bytes"),
+    (lambda h: npy_member(h, bytes(2352 + 5)), r"more bytes than the 2352 its header announces"),
+    (lambda h: npy_member(h, bytes(2352 + mnist.NPY_HEADER_MAX)), r"bytes, expected at most"),
+    (lambda h: b"\x93NUMPY\x03\x00" + bytes(20), r"not a valid .npy array \(.npy format version 3.0"),
+    (lambda h: b"not an npy file at all", r"not a valid .npy array"),
+])
+def test_a_damaged_npz_member_says_what_is_wrong(tmp_path, npz, member, message):
+    path = tmp_path / "mnist.npz"
+    np.savez(path, **{k: a for k, a in npz.items() if k != "x_train"})
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("x_train.npy", member({"descr": "|u1", "fortran_order": False, "shape": (3, 28, 28)}))
+    with pytest.raises(ValueError, match=rf"mnist.npz: array x_train: .*{message}"):
+        mnist.load_data(path)
+
+
+def test_a_file_that_is_not_an_npz_or_is_missing(tmp_path, server):
+    (tmp_path / "mnist.npz").write_bytes(b"<html>not found</html>")
+    with pytest.raises(ValueError, match=r"mnist.npz: not a readable .npz file"):
+        mnist.load_data(tmp_path / "mnist.npz")
+    with pytest.raises(FileNotFoundError, match="nowhere.npz"):
+        mnist.load_data(tmp_path / "nowhere.npz", mirrors=[server.url + "/"])
+    assert server.requests == [] and not (tmp_path / "nowhere.npz").exists()

@@ -43,12 +43,12 @@ def test_a_batch_whose_loss_is_not_finite_changes_nothing(xb, optimizer):
     gen = np.random.default_rng(0)
     x, y = backend.to_device(gen.standard_normal((8, 3)).astype(np.float32)), backend.to_device(np.arange(8) % 2)
     totals = EpochTotals()
-    train_batch(model, x, y, totals)  # a good step first, so the optimizer holds state
+    train_batch(model, x, y, None, totals)  # a good step first, so the optimizer holds state
     weights, state = model.get_weights(), model.optimizer.get_state()
     bad = backend.to_numpy(x).copy()
     bad[2, 1] = np.inf  # the scores of that row become NaN, and so does the batch's loss
     with np.errstate(over="ignore", invalid="ignore"):
-        train_batch(model, backend.to_device(bad), y, totals)
+        train_batch(model, backend.to_device(bad), y, None, totals)
     assert totals.read()["failed"] == 1 and totals.read()["good_batches"] == 1
     for a, b in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -60,15 +60,15 @@ def test_batches_reuse_two_buffers_and_cover_every_row_once(xb):
     gen = np.random.default_rng(1)
     x = backend.to_device(gen.standard_normal((50, 3)).astype(np.float32))
     y = backend.to_device(np.arange(50))
-    batches = Batches(x, y, batch_size=16, shuffle=True)
+    batches = Batches(x, y, None, batch_size=16, shuffle=True)
     assert batches.steps == 4
     seen = []
-    for xb_, yb_ in batches:
-        assert xb_.shape[0] == yb_.shape[0] and xb_.shape[0] in (16, 2)
-        assert np.shares_memory(backend.to_numpy(xb_), backend.to_numpy(batches.x_buffer)) if xb == "numpy" else \
-            xb_.data.ptr == batches.x_buffer.data.ptr  # the reused buffer, not a new array
+    for xb_, yb_, wb_ in batches:
+        assert xb_.shape[0] == yb_.shape[0] and xb_.shape[0] in (16, 2) and wb_ is None
+        assert np.shares_memory(backend.to_numpy(xb_), backend.to_numpy(batches.buffers[0])) if xb == "numpy" else \
+            xb_.data.ptr == batches.buffers[0].data.ptr  # the reused buffer, not a new array
         np.testing.assert_array_equal(backend.to_numpy(xb_), backend.to_numpy(x)[backend.to_numpy(yb_)])
         seen.extend(backend.to_numpy(yb_).tolist())
     assert sorted(seen) == list(range(50)) and seen != list(range(50))  # every row once, shuffled
-    unshuffled = [backend.to_numpy(yb_).tolist() for _, yb_ in Batches(x, y, 16, shuffle=False)]
+    unshuffled = [backend.to_numpy(yb_).tolist() for _, yb_, _ in Batches(x, y, None, 16, shuffle=False)]
     assert sum(unshuffled, []) == list(range(50))

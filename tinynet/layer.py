@@ -26,7 +26,7 @@ def check_shape(shape: Any, what: str) -> Shape:
 
 
 def _snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()  # Conv2D -> conv2d, MaxPooling2D -> max_pooling2d
 
 
 class Layer:

@@ -15,7 +15,10 @@ import numpy as np
 
 from tinynet import activations, backend, initializers, regularizers
 from tinynet.engine import fast
+from tinynet.convolution import Conv2D
 from tinynet.layer import Layer, Shape, WithActivation
+from tinynet.normalization import BatchNormalization
+from tinynet.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 
 
 class InputLayer(Layer):
@@ -332,4 +335,6 @@ class Reshape(Layer):
 softmax = activations.softmax  # where tinynet 0.1 had it
 
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
-    InputLayer, Dense, Activation, ReLU, Softmax, Linear, LeakyReLU, ELU, Dropout, Flatten, Reshape)}
+    InputLayer, Dense, Activation, ReLU, Softmax, Linear, LeakyReLU, ELU, Dropout, Flatten, Reshape,
+    Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, BatchNormalization)}
+__all__ = list(LAYERS) + ["Layer", "Input", "softmax"]

@@ -56,11 +56,21 @@ class Loss:
         """y_true on the backend, in y_pred's dtype and shape ((n,) becomes (n, 1) for one output)."""
         return backend.to_device(y_true, y_pred.dtype).reshape(y_pred.shape)
 
-    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None) -> Any:
+    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None, sample_weight: Any = None) -> Any:
         raise NotImplementedError
 
     def backward(self) -> Any:
         return self.grad
+
+    def reduce(self, per_sample: Any, sample_weight: Any = None) -> Any:
+        """Keras's reduction: the mean over the batch of w_i * loss_i (w = 1 without sample weights).
+
+        self.grad holds the gradient of the unweighted mean; each sample's row of it scales by w_i too.
+        """
+        if sample_weight is None:
+            return per_sample.mean()
+        self.grad = self.grad * sample_weight.reshape((-1,) + (1,) * (self.grad.ndim - 1))
+        return (per_sample * sample_weight).mean()
 
     def fuses(self, activation: Any) -> bool:
         """Whether this loss takes over `activation`, the network's last one (it then gets the scores)."""
@@ -79,10 +89,10 @@ class MeanSquaredError(Loss):
 
     name = "mean_squared_error"
 
-    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None) -> Any:
+    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None, sample_weight: Any = None) -> Any:
         error = y_pred - self.targets(y_true, y_pred)
         self.grad = 2 * error / error.size
-        return (error * error).mean()
+        return self.reduce((error * error).mean(axis=-1), sample_weight)
 
 
 class MeanAbsoluteError(Loss):
@@ -90,10 +100,10 @@ class MeanAbsoluteError(Loss):
 
     name = "mean_absolute_error"
 
-    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None) -> Any:
+    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None, sample_weight: Any = None) -> Any:
         error = y_pred - self.targets(y_true, y_pred)
         self.grad = backend.xp().sign(error) / error.size
-        return abs(error).mean()
+        return self.reduce(abs(error).mean(axis=-1), sample_weight)
 
 
 class Huber(Loss):
@@ -112,12 +122,12 @@ class Huber(Loss):
             raise ValueError(f"Huber: delta must be a finite number > 0, got {delta!r}")
         self.delta = float(delta)
 
-    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None) -> Any:
+    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None, sample_weight: Any = None) -> Any:
         xp, d = backend.xp(), self.delta
         error = y_pred - self.targets(y_true, y_pred)
         size = abs(error)
         self.grad = xp.clip(error, -d, d) / error.size
-        return xp.where(size <= d, 0.5 * error * error, d * (size - 0.5 * d)).mean()
+        return self.reduce(xp.where(size <= d, 0.5 * error * error, d * (size - 0.5 * d)).mean(axis=-1), sample_weight)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "delta": self.delta}
@@ -150,17 +160,17 @@ class BinaryCrossentropy(Loss):
     def fuses(self, activation: Any) -> bool:
         return activation is activations.sigmoid and not self.from_logits
 
-    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None) -> Any:
+    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None, sample_weight: Any = None) -> Any:
         xp = backend.xp()
         y = self.targets(y_true, y_pred) * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
         if self.from_logits if from_logits is None else from_logits:
             z = y_pred
             self.grad = (activations.sigmoid(z) - y) / z.size
-            return (xp.maximum(z, 0) - z * y + xp.log1p(xp.exp(-abs(z)))).mean()
+            return self.reduce((xp.maximum(z, 0) - z * y + xp.log1p(xp.exp(-abs(z)))).mean(axis=-1), sample_weight)
         p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)  # the clip has no gradient outside
         self.grad = (p - y) / (p * (1 - p)) * inside / p.size
-        return -(y * xp.log(p) + (1 - y) * xp.log(1 - p)).mean()
+        return self.reduce(-(y * xp.log(p) + (1 - y) * xp.log(1 - p)).mean(axis=-1), sample_weight)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
@@ -204,23 +214,23 @@ class CategoricalCrossentropy(Loss):
     def one_hot(self, y: Any, classes: int, dtype: Any) -> Any:
         return backend.to_device(y, dtype)
 
-    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None) -> Any:
+    def forward(self, y_pred: Any, y_true: Any, from_logits: bool | None = None, sample_weight: Any = None) -> Any:
         """Mean loss over the batch (a 0-d array on the backend); remembers dL/dy_pred for backward."""
         y = self.one_hot(y_true, y_pred.shape[1], y_pred.dtype)
         if self.label_smoothing:
             y = y * (1 - self.label_smoothing) + self.label_smoothing / y_pred.shape[1]
         xp, n = backend.xp(), y_pred.shape[0]
         if self.from_logits if from_logits is None else from_logits:
-            if fast.softmax_cross_entropy:  # the same lines in one GPU kernel
+            if fast.softmax_cross_entropy and sample_weight is None:  # the same lines in one GPU kernel
                 loss, self.grad = fast.softmax_cross_entropy(y_pred, y)
                 return loss
             log_p = log_softmax(y_pred)
             self.grad = (xp.exp(log_p) - y) / n  # (softmax(z) - y) / n
-            return -(y * log_p).sum() / n
+            return self.reduce(-(y * log_p).sum(axis=1), sample_weight)
         p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)  # the clip has no gradient outside
         self.grad = -y / p * inside / n
-        return -(y * xp.log(p)).sum() / n
+        return self.reduce(-(y * xp.log(p)).sum(axis=1), sample_weight)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}

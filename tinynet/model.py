@@ -42,6 +42,7 @@ class Sequential:
         self._declared_input: Shape | None = None  # from an Input(shape=...) entry
         self._metric_identifiers: list[Any] | None = None  # as compile was given them
         self.loss_input: Any = None  # what the last forward_loss gave the loss: probabilities, or scores
+        self.stop_training = False  # a callback sets it to end fit
         try:
             for layer in layers or []:
                 self.add(layer)
@@ -74,6 +75,33 @@ class Sequential:
             self.layers.pop()  # a layer that cannot be built must not stay half in the model
             layer.detach()
             raise
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called `name`, or the one at `index`."""
+        if (name is None) == (index is None):
+            raise ValueError(f"{self.name}.get_layer: give a name or an index, not {'both' if name else 'neither'}")
+        if index is not None:
+            if not isinstance(index, (int, np.integer)) or not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"{self.name}.get_layer: index {index!r} is out of range for "
+                                 f"{len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"{self.name}.get_layer: no layer named {name!r}; the layers are "
+                         f"{', '.join(layer.name for layer in self.layers)}")
+
+    def pop(self) -> Layer:
+        """Remove the last layer and return it (free to join another model); the rest keep their weights."""
+        if not self.layers:
+            raise ValueError(f"{self.name}.pop: the model has no layers")
+        layer = self.layers.pop()
+        layer.detach()
+        if self.built and self.layers:
+            self._build_from(len(self.layers))  # packs the remaining weights into new vectors
+        elif not self.layers:
+            self.input_shape = None
+        return layer
 
     def build(self, input_shape: Shape) -> None:
         """Create every layer's weights for samples of `input_shape` (batch dimension left out)."""
@@ -203,11 +231,12 @@ class Sequential:
             x = layer.forward(x, training)
         return x
 
-    def forward_loss(self, x: Any, y: Any, training: bool = True) -> Any:
+    def forward_loss(self, x: Any, y: Any, training: bool = True, sample_weight: Any = None) -> Any:
         """Forward the batch x through every layer and the loss against targets y: the mean loss (a 0-d array).
 
         Remembers what backward() needs. A final softmax or sigmoid is left to the loss (see
-        fused_activation). Layers' weight penalties (regularizers) are added to the loss.
+        fused_activation). Layers' weight penalties (regularizers) are added to the loss. With
+        sample_weight (one number per sample, on the backend), sample i's loss counts w_i times.
         """
         self.require_compiled("forward_loss")
         out = self._batch(x, "forward_loss")
@@ -217,7 +246,8 @@ class Sequential:
         fused = self.fused_activation()
         out = last.forward_logits(out, training) if fused else last.forward(out, training)
         self.loss_input = out
-        loss = self.loss.forward(out, y, from_logits=True if fused else None)
+        weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
+        loss = self.loss.forward(out, y, from_logits=True if fused else None, **weighted)
         penalties = [p for p in (layer.penalty() for layer in self.layers) if p is not None]
         return loss + sum(penalties) if penalties else loss
 
@@ -253,23 +283,45 @@ class Sequential:
         self.optimizer.step(self.params, self.grads)
         return loss
 
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        """model(x): the network's outputs for the batch x, on the backend (inference unless training=True)."""
+        return self.forward(x, training)
+
     # ---- the Keras loops (training.py) -------------------------------------------------------------
-    def fit(self, x: Any, y: Any, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
-            validation_data: tuple[Any, Any] | None = None, shuffle: bool = True) -> training.History:
-        """Train for `epochs` passes over (x, y) in shuffled mini-batches; returns the History."""
-        return training.fit(self, x, y, batch_size, epochs, verbose, validation_data, shuffle)
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
+            verbose: int | str = "auto", callbacks: list[Any] | None = None, validation_split: float = 0.0,
+            validation_data: tuple[Any, ...] | None = None, shuffle: bool = True,
+            class_weight: dict[int, float] | None = None, sample_weight: Any = None, initial_epoch: int = 0,
+            validation_batch_size: int | None = None, validation_freq: int = 1) -> training.History:
+        """Train for `epochs` passes over (x, y) in shuffled mini-batches; returns the History (see training.fit)."""
+        return training.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                            shuffle, class_weight, sample_weight, initial_epoch, validation_batch_size,
+                            validation_freq)
 
-    def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: int = 1) -> float | list[float]:
-        """Mean loss (and accuracy) over (x, y): `[loss, accuracy]`, or the bare loss without metrics."""
-        return training.evaluate(self, x, y, batch_size, verbose)
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None, verbose: int | str = "auto",
+                 sample_weight: Any = None, callbacks: list[Any] | None = None,
+                 return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """Mean loss and metrics over (x, y): `[loss, *metrics]`, the bare loss without metrics, or a dict."""
+        return training.evaluate(self, x, y, batch_size, verbose, sample_weight, callbacks, return_dict)
 
-    def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = "auto",
+                callbacks: list[Any] | None = None) -> np.ndarray:
         """The network's outputs (class probabilities after softmax) as a NumPy array."""
-        return training.predict(self, x, batch_size, verbose)
+        return training.predict(self, x, batch_size, verbose, callbacks)
 
-    def train_on_batch(self, x: Any, y: Any) -> float | list[float]:
-        """One optimizer step on exactly this batch; returns its loss (and accuracy) before the step."""
-        return training.train_on_batch(self, x, y)
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None, class_weight: dict[int, float] | None = None,
+                       return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """One optimizer step on exactly this batch; returns its loss (and metrics) before the step."""
+        return training.train_on_batch(self, x, y, sample_weight, class_weight, return_dict)
+
+    def test_on_batch(self, x: Any, y: Any, sample_weight: Any = None,
+                      return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """Loss (and metrics) on exactly this batch, in inference mode."""
+        return training.test_on_batch(self, x, y, sample_weight, return_dict)
+
+    def predict_on_batch(self, x: Any) -> np.ndarray:
+        """The network's outputs for exactly this batch, as a NumPy array."""
+        return backend.to_numpy(self.forward(training.prepare_x(self, x, "predict_on_batch"))).copy()
 
     # ---- weights, summary, configuration, saving -------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
@@ -316,7 +368,7 @@ class Sequential:
         """Print a table of layers, output shapes and parameter counts, as Keras does."""
         self.require_built("summary")
         rule, widths = "_" * 65, (29, 26, 10)
-        row = lambda *cells: "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+        row = lambda *cells: "".join((str(c) + " ").ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
         lines = [f'Model: "{self.name}"', rule, row("Layer (type)", "Output Shape", "Param #"), "=" * 65]
         for i, layer in enumerate(self.layers):
             shape = "(None, " + ", ".join(map(str, layer.output_shape)) + ")"
@@ -363,8 +415,10 @@ class Sequential:
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights, optimizer state and layers' own random generators to one file (tinynet.saving).
 
-        Written atomically; a path that is a symbolic link has its target replaced.
+        Written atomically; a path that is a symbolic link has its target replaced. Name it NAME.tinynet:
+        tinynet's format is its own, and Keras's .keras and .h5 names are refused.
         """
+        saving.check_extension(path, "save")
         self.require_built("save")
         state = None if self.optimizer is None else self.optimizer.get_state()
         if not bool(backend.xp().isfinite(self.params).all()) or not bool(backend.xp().isfinite(self.non_trainable).all()) or \
@@ -376,6 +430,27 @@ class Sequential:
         saving.write_model(path, {"model": self.get_config(), "compile": self.get_compile_config(),
                                   "random_states": random_states},
                            self.params, state, self.non_trainable)
+
+
+    def save_weights(self, path: str | os.PathLike) -> None:
+        """Write the weights (and non-trainable arrays) alone, with the architecture to check them against."""
+        saving.check_extension(path, "save_weights")
+        self.require_built("save_weights")
+        if not bool(backend.xp().isfinite(self.params).all()):
+            raise ValueError(f"save_weights: the weights of {self.name} contain NaN or inf; not saved")
+        saving.write_model(path, {"model": self.get_config(), "compile": None, "random_states": {}},
+                           self.params, None, self.non_trainable)
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Read weights written by save_weights (or save) into this model, whose architecture must match."""
+        self.require_built("load_weights")
+        other = load_model(path)
+        if [type(layer) for layer in other.layers] != [type(layer) for layer in self.layers] or \
+                [w.shape for w in other.get_weights()] != [w.shape for w in self.get_weights()]:
+            raise ValueError(f"load_weights: {os.fspath(path)} holds weights for layers "
+                             f"{[type(layer).__name__ for layer in other.layers]} of shapes "
+                             f"{[w.shape for w in other.get_weights()]}; this model's differ")
+        self.set_weights(other.get_weights())
 
 
 def load_model(path: str | os.PathLike, custom_objects: dict[str, type[Layer]] | None = None) -> Sequential:

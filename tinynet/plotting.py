@@ -159,6 +159,49 @@ def first_layer_weights(model: Any, count: int = 64, path: str | None = None) ->
     return _done(fig, path)
 
 
+def _grid(fig: Any, images: np.ndarray, titles: list[str] | None, cmap: str, symmetric: bool) -> None:
+    """Images in a near-square grid of axes, one colour scale for all (symmetric around 0 when asked)."""
+    columns = math.ceil(math.sqrt(len(images)))
+    for ax in fig.subplots(math.ceil(len(images) / columns), columns, squeeze=False).flat:
+        ax.set_axis_off()
+    top = float(np.abs(images).max()) or 1.0
+    low, high = (-top, top) if symmetric else (float(images.min()), float(images.max()) or 1.0)
+    for i, (ax, image) in enumerate(zip(fig.axes, images)):
+        ax.imshow(image, cmap=cmap, vmin=low, vmax=high, interpolation="none")
+        if titles:
+            ax.set_title(titles[i], fontsize=7)
+
+
+def conv_filters(layer: Any, path: str | None = None) -> Any:
+    """A Conv2D layer's filters, one small image each (its kernel over the first input channel).
+
+    Filter f computes sum over the window of x * W[:, :, c, f]: red pixels push its output up,
+    blue ones down. Trained on digits, the first layer's 3 x 3 filters become edge and stroke detectors.
+    """
+    if getattr(layer, "W", None) is None or backend.to_numpy(layer.W).ndim != 4:
+        raise ValueError(f"conv_filters: {getattr(layer, 'name', layer)!r} is not a built Conv2D layer")
+    kernels = np.moveaxis(backend.to_numpy(layer.W)[:, :, 0, :], -1, 0)  # (filters, kh, kw)
+    fig = _figure(1.0 * math.ceil(math.sqrt(len(kernels))) + 0.5, 1.0 * math.ceil(math.sqrt(len(kernels))) + 0.8)
+    _grid(fig, kernels, None, "RdBu_r", symmetric=True)
+    fig.suptitle(f"{layer.name}: {len(kernels)} filters of {kernels.shape[1]} x {kernels.shape[2]}")
+    return _done(fig, path)
+
+
+def feature_maps(maps: Any, title: str, path: str | None = None, count: int = 32) -> Any:
+    """A layer's output for one image, (height, width, channels): each channel as an image."""
+    maps = backend.to_numpy(maps)
+    if maps.ndim != 3:
+        raise ValueError(f"feature_maps: expected one image's maps of shape (height, width, channels), "
+                         f"got {maps.shape}")
+    _check_count(count)
+    channels = np.moveaxis(maps[:, :, :count], -1, 0)
+    side = math.ceil(math.sqrt(len(channels)))
+    fig = _figure(1.2 * side, 1.2 * side + 0.5)
+    _grid(fig, channels, [str(c) for c in range(len(channels))], "viridis", symmetric=False)
+    fig.suptitle(title)
+    return _done(fig, path)
+
+
 def confusion_matrix(truth: Any, predicted: Any, num_classes: int | None = None, path: str | None = None) -> Any:
     """How often each true class (row) was predicted as each class (column); the diagonal is right."""
     counts = confusion_counts(truth, predicted, num_classes)

@@ -36,6 +36,18 @@ VERSION = 2  # 1: tinynet 0.1 before the engine split, with Adam's moments store
 OPTIMIZER = "optimizer."  # prefix of the optimizer state's arrays
 
 
+KERAS_EXTENSIONS = (".keras", ".h5", ".hdf5")
+
+
+def check_extension(path: str | os.PathLike, what: str) -> None:
+    """Refuse Keras's file names: a .keras or .h5 file that Keras cannot read would mislead."""
+    name = os.fspath(path)
+    if name.lower().endswith(KERAS_EXTENSIONS):
+        stem = name[:name.rfind(".")]
+        raise ValueError(f"{what}: {name!r} is a Keras file name, but tinynet writes its own format, which Keras "
+                         f"cannot read; name the file {stem}.tinynet")
+
+
 CONFIG_LIMIT = 1 << 20  # bytes of JSON; a model's architecture takes a few kB
 HEADER_LIMIT = 1 << 16  # bytes of an .npy member's magic and header; NumPy writes about a hundred
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 import warnings
 import weakref
 from typing import Any, Callable, Iterator
@@ -23,38 +22,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from tinynet import backend
+from tinynet import callbacks as callbacks_module
+from tinynet.callbacks import History
 from tinynet.engine import fast
 from tinynet.progress import Progbar
 
 INFERENCE_BATCH = 1024  # predict/evaluate default: inference keeps no state, so big chunks are just faster
-
-
-class HistoryDict(dict):
-    """Per-epoch logs; also answers Keras 2.2's old names `acc` and `val_acc`."""
-
-    _aliases = {"acc": "accuracy", "val_acc": "val_accuracy"}
-
-    def __getitem__(self, key: str) -> list[float]:
-        return super().__getitem__(self._aliases.get(key, key))
-
-    def __contains__(self, key: object) -> bool:
-        return super().__contains__(self._aliases.get(key, key))
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else default
-
-
-class History:
-    """What `fit` returns: `history.history["loss"]` etc., one value per epoch."""
-
-    def __init__(self) -> None:
-        self.history = HistoryDict()
-        self.epoch: list[int] = []
-
-    def record(self, epoch: int, logs: dict[str, float]) -> None:
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
 
 
 class EpochTotals:
@@ -96,9 +69,9 @@ class EpochTotals:
         return sums
 
 
-def train_batch(model: Any, x: Any, y: Any, totals: EpochTotals) -> None:
+def train_batch(model: Any, x: Any, y: Any, sample_weight: Any, totals: EpochTotals) -> None:
     """model.train_step on the batch (x, y), counted in `totals`, its update applied only if its loss is finite."""
-    loss = model.forward_loss(x, y)
+    loss = model.forward_loss(x, y, sample_weight=sample_weight)
     ok = totals.add(loss, metric_sums(model, y), x.shape[0])
     model.backward()
     if fast.step_if:  # the GPU decides `if ok` itself, so the host never waits for the loss
@@ -108,64 +81,86 @@ def train_batch(model: Any, x: Any, y: Any, totals: EpochTotals) -> None:
 
 
 class Batches:
-    """An epoch's mini-batches of (x, y), each gathered into the same two buffers (no new arrays per batch)."""
+    """An epoch's mini-batches of (x, y) and their sample weights, each gathered into the same buffers
+    (no new arrays per batch)."""
 
-    def __init__(self, x: Any, y: Any, batch_size: int, shuffle: bool) -> None:
+    def __init__(self, x: Any, y: Any, weights: Any, batch_size: int, shuffle: bool) -> None:
         xp = backend.xp()
-        self.x, self.y, self.shuffle = x, y, shuffle
-        self.size = min(batch_size, x.shape[0])
-        self.steps = math.ceil(x.shape[0] / self.size)
-        self.x_buffer = xp.empty((self.size,) + x.shape[1:], x.dtype)
-        self.y_buffer = xp.empty((self.size,) + y.shape[1:], y.dtype)
+        self.arrays = [a for a in (x, y, weights) if a is not None]
+        self.shuffle, self.n = shuffle, x.shape[0]
+        self.size = min(batch_size, self.n)
+        self.steps = math.ceil(self.n / self.size)
+        self.buffers = [xp.empty((self.size,) + a.shape[1:], a.dtype) for a in self.arrays]
+        self.weighted = weights is not None
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        n = self.x.shape[0]
-        order = backend.to_device(backend.rng().permutation(n)) if self.shuffle else backend.xp().arange(n)
+    def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
+        order = backend.to_device(backend.rng().permutation(self.n)) if self.shuffle else backend.xp().arange(self.n)
         for step in range(self.steps):
-            yield self.gather(order[step * self.size:(step + 1) * self.size])
+            batch = self.gather(order[step * self.size:(step + 1) * self.size])
+            yield batch[0], batch[1], batch[2] if self.weighted else None
 
-    def gather(self, rows: Any) -> tuple[Any, Any]:
-        """x[rows] and y[rows], in the first len(rows) rows of the buffers."""
-        xb, yb = self.x_buffer[:len(rows)], self.y_buffer[:len(rows)]
-        if fast.take_rows:
-            fast.take_rows(self.x, rows, out=xb)
-            fast.take_rows(self.y, rows, out=yb)
-        else:
-            xb[...] = self.x[rows]
-            yb[...] = self.y[rows]
-        return xb, yb
+    def gather(self, rows: Any) -> list[Any]:
+        """Each array's rows, in the first len(rows) rows of its buffer."""
+        views = [buffer[:len(rows)] for buffer in self.buffers]
+        for array, view in zip(self.arrays, views):
+            if fast.take_rows:
+                fast.take_rows(array, rows, out=view)
+            else:
+                view[...] = array[rows]
+        return views
 
 
-def fit(model: Any, x: Any, y: Any, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
-        validation_data: tuple[Any, Any] | None = None, shuffle: bool = True) -> History:
-    """Train `model` for `epochs` passes over (x, y) in shuffled mini-batches; returns the History."""
+def fit(model: Any, x: Any, y: Any, batch_size: int | None = None, epochs: int = 1, verbose: int | str = "auto",
+        callbacks: list[Any] | None = None, validation_split: float = 0.0,
+        validation_data: tuple[Any, ...] | None = None, shuffle: bool = True,
+        class_weight: dict[int, float] | None = None, sample_weight: Any = None, initial_epoch: int = 0,
+        validation_batch_size: int | None = None, validation_freq: int = 1) -> History:
+    """Train `model` for `epochs` passes over (x, y) in shuffled mini-batches; returns the History.
+
+    As Keras 3's fit: validation_split takes the last fraction of (x, y), before shuffling, for
+    validation; class_weight and sample_weight weigh each sample's loss; epochs run from
+    initial_epoch to epochs - 1; callbacks get the hooks listed in tinynet/callbacks.py.
+    """
     model.require_compiled("fit")
-    _check_positive_int("fit", batch_size=batch_size, epochs=epochs)
+    batch_size = 32 if batch_size is None else batch_size
+    verbose = _verbosity(verbose, "fit")
+    _check_positive_int("fit", batch_size=batch_size, epochs=epochs, validation_freq=validation_freq)
+    if not isinstance(initial_epoch, (int, np.integer)) or isinstance(initial_epoch, bool) \
+            or not 0 <= initial_epoch < epochs:
+        raise ValueError(f"fit: initial_epoch must be a whole number from 0 to epochs - 1 = {epochs - 1}, "
+                         f"got {initial_epoch!r}")
     x = prepare_x(model, x, "fit")
     y = prepare_y(model, y, x.shape[0], "fit")
-    val = _prepare_validation(model, validation_data)
-    history = History()
+    weights = prepare_weights(model, y, x.shape[0], sample_weight, class_weight, "fit")
+    (x, y, weights), val = _split_validation(model, (x, y, weights), validation_split, validation_data)
+    history = callbacks_module.History()
+    steps = math.ceil(x.shape[0] / min(batch_size, x.shape[0]))
+    cbs = callbacks_module.CallbackList(
+        ([callbacks_module.ProgbarLogger(verbose)] if verbose else []) + list(_callbacks(callbacks)) + [history],
+        model, {"verbose": verbose, "epochs": epochs, "steps": steps})
     if verbose:
         print(f"Train on {x.shape[0]} samples" + (f", validate on {val[0].shape[0]} samples" if val else ""))
-    batches, totals = Batches(x, y, batch_size, shuffle), EpochTotals(len(model.metrics))
+    batches, totals = Batches(x, y, weights, batch_size, shuffle), EpochTotals(len(model.metrics))
     step = functools.partial(train_batch, model)
     if fast.replayable:  # on the GPU: recorded as CUDA graphs at its second call, replayed after
         step = fast.replayable(step, model.optimizer)
-    for epoch in range(epochs):
-        if verbose:
-            print(f"Epoch {epoch + 1}/{epochs}")
-        start, snapshot = time.perf_counter(), _snapshot(model)
-        sums = _run_epoch(model, batches, step, totals, Progbar(batches.steps) if verbose == 1 else None)
+    model.stop_training, logs = False, {}
+    cbs.call("on_train_begin", {})
+    for epoch in range(initial_epoch, epochs):
+        cbs.call("on_epoch_begin", epoch, {})
+        snapshot = _snapshot(model)
+        sums, seen = _run_epoch(model, batches, step, totals, cbs)
         if sums["failed"] or not snapshot.finite():
             _stop(model, snapshot, sums, f"epoch {epoch + 1}/{epochs}", batches.steps)
-            return history
-        logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["metric_sums"] / x.shape[0])
-        if val:
-            logs.update({"val_" + k: v for k, v in _logs(model, *_evaluate(model, *val, INFERENCE_BATCH)).items()})
-        history.record(epoch, logs)
-        if verbose == 2:
-            print(f" - {_format_seconds(time.perf_counter() - start)} - "
-                  + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+            break
+        logs = _logs(model, sums["loss_sum"] / seen, sums["metric_sums"] / seen)
+        if val and (epoch + 1) % validation_freq == 0:
+            val_logs = _evaluate(model, *val, validation_batch_size or INFERENCE_BATCH, cbs)
+            logs.update({"val_" + k: v for k, v in val_logs.items()})
+        cbs.call("on_epoch_end", epoch, logs)
+        if model.stop_training:
+            break
+    cbs.call("on_train_end", logs)
     return history
 
 
@@ -257,65 +252,99 @@ def _stop(model: Any, snapshot: Snapshot, sums: dict[str, float], where: str, st
 
 
 def _run_epoch(model: Any, batches: Batches, step: Callable[..., None], totals: EpochTotals,
-               bar: Progbar | None) -> dict[str, float]:
-    """One pass over the batches; the epoch's totals, read once at its end (and when the bar redraws)."""
+               cbs: callbacks_module.CallbackList) -> tuple[dict[str, Any], int]:
+    """One pass over the batches (cut short if a callback sets model.stop_training): the epoch's totals, read
+    once at its end (and when a callback reads a batch's logs), and how many samples it saw."""
     totals.reset()
     seen = 0
-    for number, (xb, yb) in enumerate(batches, start=1):
-        step(xb, yb, totals)
+    for number, (xb, yb, wb) in enumerate(batches):
+        cbs.call("on_train_batch_begin", number, {})
+        step(xb, yb, wb, totals)
         seen += xb.shape[0]
-        if bar is not None:
-            bar.update(number, lambda: list(_running_logs(model, totals, seen).items()))
-    return totals.read()
+        cbs.call("on_train_batch_end", number, callbacks_module.LazyLogs(
+            functools.partial(_running_logs, model, totals, seen)))
+        if model.stop_training:
+            break
+    return totals.read(), seen
 
 
 def _running_logs(model: Any, totals: EpochTotals, seen: int) -> dict[str, float]:
+    """The epoch's logs so far; the loss is NaN once a batch's loss was (its update was not applied)."""
     sums = totals.read()
-    return _logs(model, sums["loss_sum"] / seen, sums["metric_sums"] / seen)
+    return _logs(model, math.nan if sums["failed"] else sums["loss_sum"] / seen, sums["metric_sums"] / seen)
 
 
-def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None, verbose: int = 1) -> float | list[float]:
-    """Mean loss (and accuracy) over (x, y): `[loss, accuracy]`, or the bare loss without metrics."""
+def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None, verbose: int | str = "auto",
+             sample_weight: Any = None, callbacks: list[Any] | None = None,
+             return_dict: bool = False) -> float | list[float] | dict[str, float]:
+    """Mean loss and metrics over (x, y): `[loss, *metrics]`, the bare loss without metrics, or a dict."""
     model.require_compiled("evaluate")
     batch_size = INFERENCE_BATCH if batch_size is None else batch_size
+    verbose = _verbosity(verbose, "evaluate")
     _check_positive_int("evaluate", batch_size=batch_size)
     x = prepare_x(model, x, "evaluate")
     y = prepare_y(model, y, x.shape[0], "evaluate")
-    bar = Progbar(x.shape[0], unit="sample") if verbose == 1 else None
-    logs = _logs(model, *_evaluate(model, x, y, batch_size, bar))
-    return list(logs.values()) if model.metrics else logs["loss"]
+    weights = prepare_weights(model, y, x.shape[0], sample_weight, None, "evaluate")
+    steps = math.ceil(x.shape[0] / batch_size)
+    cbs = callbacks_module.CallbackList(_callbacks(callbacks), model, {"verbose": verbose, "steps": steps})
+    logs = _evaluate(model, x, y, weights, batch_size, cbs, Progbar(steps) if verbose == 1 else None)
+    return _as_returned(model, logs, return_dict)
 
 
-def _evaluate(model: Any, x: Any, y: Any, batch_size: int, bar: Progbar | None = None) -> tuple[float, np.ndarray]:
-    """The mean loss and the metrics' means over (x, y), in inference mode."""
+def _evaluate(model: Any, x: Any, y: Any, weights: Any, batch_size: int, cbs: callbacks_module.CallbackList,
+              bar: Progbar | None = None) -> dict[str, float]:
+    """The mean loss and the metrics' means over (x, y), in inference mode, with the test hooks."""
     n = x.shape[0]
     loss_sum, sums = 0.0, backend.xp().zeros(len(model.metrics))
-    for start in range(0, n, batch_size):
+    cbs.call("on_test_begin", {})
+    for number, start in enumerate(range(0, n, batch_size)):
+        cbs.call("on_test_batch_begin", number, {})
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        loss = model.forward_loss(xb, yb, training=False)
-        loss_sum, sums = loss_sum + loss * xb.shape[0], sums + metric_sums(model, yb)
+        wb = None if weights is None else weights[start:start + batch_size]
+        loss = model.forward_loss(xb, yb, training=False, sample_weight=wb)
+        loss_sum, sums, seen = loss_sum + loss * xb.shape[0], sums + metric_sums(model, yb), start + xb.shape[0]
+        logs = callbacks_module.LazyLogs(functools.partial(_logs, model, loss_sum / seen, sums / seen))
+        cbs.call("on_test_batch_end", number, logs)
         if bar is not None:
-            bar.update(min(n, start + batch_size))
-    return float(loss_sum) / n, backend.to_numpy(sums).astype(np.float64) / n
+            bar.update(number + 1, lambda: list(logs.items()))
+    logs = _logs(model, float(loss_sum) / n, backend.to_numpy(sums).astype(np.float64) / n)
+    if bar is not None:
+        bar.update(number + 1, list(logs.items()), finalize=True)
+    cbs.call("on_test_end", logs)
+    return logs
 
 
-def predict(model: Any, x: Any, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+def predict(model: Any, x: Any, batch_size: int | None = None, verbose: int | str = "auto",
+            callbacks: list[Any] | None = None) -> np.ndarray:
     """The network's outputs (class probabilities after softmax) as a NumPy array."""
     batch_size = INFERENCE_BATCH if batch_size is None else batch_size
+    verbose = _verbosity(verbose, "predict")
     _check_positive_int("predict", batch_size=batch_size)
     x = prepare_x(model, x, "predict")
-    outputs = [backend.to_numpy(model.forward(x[start:start + batch_size])).copy()
-               for start in range(0, x.shape[0], batch_size)]
+    steps = math.ceil(x.shape[0] / batch_size)
+    cbs = callbacks_module.CallbackList(_callbacks(callbacks), model, {"verbose": verbose, "steps": steps})
+    bar = Progbar(steps) if verbose == 1 else None
+    cbs.call("on_predict_begin", {})
+    outputs = []
+    for number, start in enumerate(range(0, x.shape[0], batch_size)):
+        cbs.call("on_predict_batch_begin", number, {})
+        outputs.append(backend.to_numpy(model.forward(x[start:start + batch_size])).copy())
+        cbs.call("on_predict_batch_end", number, {"outputs": outputs[-1]})
+        if bar is not None:
+            bar.update(number + 1, finalize=number + 1 == steps)
+    cbs.call("on_predict_end", {})
     return np.concatenate(outputs) if outputs else np.empty((0,) + model.output_shape, model.params.dtype)
 
 
-def train_on_batch(model: Any, x: Any, y: Any) -> float | list[float]:
-    """One optimizer step on exactly this batch; returns its loss (and accuracy) before the step."""
+def train_on_batch(model: Any, x: Any, y: Any, sample_weight: Any = None, class_weight: dict[int, float] | None = None,
+                   return_dict: bool = False) -> float | list[float] | dict[str, float]:
+    """One optimizer step on exactly this batch; returns its loss (and metrics) before the step."""
     model.require_compiled("train_on_batch")
     x = prepare_x(model, x, "train_on_batch")
     y = prepare_y(model, y, x.shape[0], "train_on_batch")
+    weights = prepare_weights(model, y, x.shape[0], sample_weight, class_weight, "train_on_batch")
     totals, snapshot = EpochTotals(len(model.metrics)), _snapshot(model)
-    train_batch(model, x, y, totals)
+    train_batch(model, x, y, weights, totals)
     sums = totals.read()
     if sums["failed"]:
         raise FloatingPointError("train_on_batch: the loss became NaN or infinite; the step was not applied")
@@ -324,6 +353,20 @@ def train_on_batch(model: Any, x: Any, y: Any) -> float | list[float]:
         raise FloatingPointError("train_on_batch: the update made the weights or the optimizer's state NaN or "
                                  "infinite; the step was undone")
     logs = _logs(model, sums["loss_sum"] / x.shape[0], sums["metric_sums"] / x.shape[0])
+    return _as_returned(model, logs, return_dict)
+
+
+def test_on_batch(model: Any, x: Any, y: Any, sample_weight: Any = None,
+                  return_dict: bool = False) -> float | list[float] | dict[str, float]:
+    """Loss (and metrics) on exactly this batch, in inference mode."""
+    return evaluate(model, x, y, batch_size=max(1, len(x)), verbose=0, sample_weight=sample_weight,
+                    return_dict=return_dict)
+
+
+def _as_returned(model: Any, logs: dict[str, float], return_dict: bool) -> float | list[float] | dict[str, float]:
+    """As Keras returns them: the logs as a dict, or [loss, *metrics], or the bare loss without metrics."""
+    if return_dict:
+        return logs
     return list(logs.values()) if model.metrics else logs["loss"]
 
 
@@ -381,13 +424,84 @@ def _as_array(data: Any, name: str, what: str) -> Any:
                          f"got a {type(data).__name__} that is not ({err})") from None
 
 
-def _prepare_validation(model: Any, validation_data: Any) -> tuple[Any, Any] | None:
-    if validation_data is None:
-        return None
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
+def prepare_weights(model: Any, y: Any, n: int, sample_weight: Any, class_weight: Any, what: str) -> Any:
+    """The weight of each sample's loss, from sample_weight (one number per sample) and class_weight ({class:
+    weight}, applied by each sample's class), multiplied; None when neither is given."""
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(backend.to_numpy(_as_array(sample_weight, "sample_weight", what)), np.float64)
+        if weights.shape not in ((n,), (n, 1)):
+            raise ValueError(f"{what}: sample_weight must hold one number per sample, shape ({n},), "
+                             f"got {weights.shape}")
+        if not np.all(np.isfinite(weights)) or weights.min(initial=0) < 0:
+            raise ValueError(f"{what}: sample_weight must be finite numbers >= 0")
+        weights = weights.reshape(n)
+    if class_weight is not None:
+        by_class = _class_weights(model, y, class_weight, what)
+        weights = by_class if weights is None else weights * by_class
+    return None if weights is None else backend.to_device(weights, model.params.dtype)
+
+
+def _class_weights(model: Any, y: Any, class_weight: Any, what: str) -> np.ndarray:
+    """class_weight[class of each sample]; the class is the label, the one-hot's argmax, or a binary target."""
+    classes = model.output_shape[-1]
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"{what}: class_weight must be a dict {{class: weight}}, got {type(class_weight).__name__}")
+    y = backend.to_numpy(y)
+    labels = y.reshape(-1) if model.loss.integer_targets or classes == 1 else y.argmax(axis=-1)
+    known = range(max(classes, 2))
+    for key, value in class_weight.items():
+        if not isinstance(key, (int, np.integer)) or key not in known:
+            raise ValueError(f"{what}: class_weight names class {key!r}, but the classes are 0 to {known[-1]}")
+        if not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"{what}: class_weight[{key}] must be a finite number >= 0, got {value!r}")
+    table = np.array([float(class_weight.get(c, 1.0)) for c in known])
+    return table[np.rint(labels).astype(np.int64)]
+
+
+def _split_validation(model: Any, train: tuple[Any, Any, Any], validation_split: Any,
+                      validation_data: Any) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any] | None]:
+    """(x, y, weights) to train on, and (x_val, y_val, weights_val) or None: validation_data if given, else
+    the last validation_split of the data, taken before any shuffling, as Keras does."""
+    if not isinstance(validation_split, (int, float, np.integer, np.floating)) or isinstance(validation_split, bool) \
+            or not 0 <= validation_split < 1:
+        raise ValueError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
+    if validation_data is not None:
+        return train, _prepare_validation(model, validation_data)
+    if not validation_split:
+        return train, None
+    n = train[0].shape[0]
+    split_at = int(math.floor(n * (1 - validation_split)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(f"fit: validation_split={validation_split} of {n} samples leaves "
+                         f"{split_at} to train on and {n - split_at} to validate on; both need at least one")
+    return (tuple(None if a is None else a[:split_at] for a in train),
+            tuple(None if a is None else a[split_at:] for a in train))
+
+
+def _prepare_validation(model: Any, validation_data: Any) -> tuple[Any, Any, Any]:
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val)")
     x_val = prepare_x(model, validation_data[0], "fit (validation_data)")
-    return x_val, prepare_y(model, validation_data[1], x_val.shape[0], "fit (validation_data)")
+    y_val = prepare_y(model, validation_data[1], x_val.shape[0], "fit (validation_data)")
+    weights = None if len(validation_data) == 2 else prepare_weights(model, y_val, x_val.shape[0],
+                                                                     validation_data[2], None, "fit (validation_data)")
+    return x_val, y_val, weights
+
+
+def _callbacks(callbacks: Any) -> list[Any]:
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of tinynet.callbacks.Callback, got {type(callbacks).__name__}")
+    return list(callbacks or [])
+
+
+def _verbosity(verbose: Any, what: str) -> int:
+    """Keras's verbose: "auto" (1), 0 silent, 1 a progress bar, 2 one line per epoch."""
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"{what}: verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
 
 
 def metric_sums(model: Any, y: Any) -> Any:
@@ -419,7 +533,3 @@ def _check_positive_int(what: str, **values: Any) -> None:
     for name, value in values.items():
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{what}: {name} must be a positive integer, got {value!r}")
-
-
-def _format_seconds(seconds: float) -> str:
-    return f"{seconds:.0f}s" if seconds >= 1 else f"{seconds * 1000:.0f}ms"
