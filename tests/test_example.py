@@ -100,3 +100,14 @@ def test_bad_options_give_one_line_errors(tmp_path):
         proc = _run("--backend", "cupy", "--out", str(tmp_path))
         assert proc.returncode == 2 and "pip install cupy-cuda12x" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_validation_split_holds_out_training_images_and_stops_early(tmp_path):
+    data = _data_dir()
+    proc = _run("--epochs", "30", "--train-samples", "2000", "--validation-split", "0.1", "--data-dir", data,
+                "--out", str(tmp_path), "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "Train on 1800 samples, validate on 200 samples" in proc.stdout  # the test set is not used to validate
+    assert "early stopping" in proc.stdout and "Restoring model weights from the end of the best epoch" in proc.stdout
+    epochs_run = proc.stdout.count("\nEpoch ")
+    assert 4 <= epochs_run < 30  # patience 3: stopped well before the 30 epochs asked for

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tinynet
 from tinynet import Sequential, backend, gradcheck
 from tinynet.convolution import Conv2D
 from tinynet.layers import Activation, Dense
@@ -210,3 +211,23 @@ def test_wrong_input_shape_names_both():
 def test_center_and_scale_must_be_bools(arg):
     with pytest.raises(TypeError, match=f"bn: {arg} must be True or False, got 'yes'"):
         BatchNormalization(name="bn", **{arg: "yes"})
+
+
+def test_moving_statistics_are_saved_with_the_model_and_listed_as_keras_lists_them(tmp_path):
+    gen = np.random.default_rng(5)
+    x, y = 3 + 2 * gen.standard_normal((64, 4)), gen.standard_normal((64, 2))
+    model = Sequential([Dense(3, input_shape=(4,)), BatchNormalization(momentum=0.5), Dense(2)])
+    model.compile(loss="mse", optimizer="sgd")
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    bn = model.layers[1]
+    assert not np.allclose(backend.to_numpy(bn.moving_mean), 0)  # training moved them
+    names = [w.shape for w in model.get_weights()]
+    assert names == [(4, 3), (3,), (3,), (3,), (3,), (3,), (3, 2), (2,)]  # gamma, beta, moving_mean, moving_variance
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Non-trainable params: 6" in lines[0] and "Total params: 35" in lines[0]
+    model.save(tmp_path / "bn.tinynet")
+    loaded = tinynet.load_model(tmp_path / "bn.tinynet")
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -25,11 +25,12 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, Callable
 
 import numpy as np
 
+from tinynet import saving
 from tinynet.progress import Progbar
 
 BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end",
@@ -66,8 +67,9 @@ class Callback:
     def on_predict_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
 
 
-class LazyLogs(Mapping):
-    """A batch's logs, computed by `compute()` the first time anything reads them (see the module docstring)."""
+class LazyLogs(MutableMapping):
+    """A batch's logs, computed by `compute()` the first time anything reads them (see the module docstring).
+    A callback may add to them, as to Keras's dict."""
 
     def __init__(self, compute: Callable[[], dict[str, float]]) -> None:
         self._compute, self._values = compute, None
@@ -85,6 +87,12 @@ class LazyLogs(Mapping):
 
     def __len__(self) -> int:
         return len(self._logs())
+
+    def __setitem__(self, key: str, value: float) -> None:
+        self._logs()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._logs()[key]
 
 
 class CallbackList:
@@ -197,6 +205,7 @@ class EarlyStopping(Callback):
                                                                                           start_from_epoch)
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self.judge.warned = False
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
         self.best, self.best_weights = self.judge.worst(), None
 
@@ -241,6 +250,7 @@ class ModelCheckpoint(Callback):
         if save_freq != "epoch":
             raise ValueError(f"ModelCheckpoint: save_freq='epoch' is the one supported, got {save_freq!r}")
         self.filepath = os.fspath(filepath)
+        saving.check_extension(self.filepath, "ModelCheckpoint")  # now, not after an epoch of training
         self.judge = Monitor("ModelCheckpoint", monitor, mode, 0)
         self.monitor, self.verbose, self.save_best_only = monitor, verbose, save_best_only
         self.save_weights_only = save_weights_only
@@ -261,6 +271,8 @@ class ModelCheckpoint(Callback):
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
                       f"saving model to {path}")
             self.best = current
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
         (self.model.save_weights if self.save_weights_only else self.model.save)(path)
 
 
@@ -305,9 +317,12 @@ class ReduceLROnPlateau(Callback):
         self.patience, self.cooldown = _count("patience", patience), _count("cooldown", cooldown)
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self.judge.warned = False
         self.best, self.wait, self.cooldown_counter = self.judge.worst(), 0, 0
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        if isinstance(logs, dict):
+            logs["learning_rate"] = self.model.optimizer.learning_rate  # the rate this epoch trained with
         current = self.judge.value(logs)
         if current is not None:
             if self.cooldown_counter > 0:
@@ -319,8 +334,6 @@ class ReduceLROnPlateau(Callback):
                 self.wait += 1
                 if self.wait >= self.patience:
                     self.reduce(epoch)
-        if isinstance(logs, dict):
-            logs["learning_rate"] = self.model.optimizer.learning_rate
 
     def reduce(self, epoch: int) -> None:
         old = self.model.optimizer.learning_rate

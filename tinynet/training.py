@@ -129,14 +129,17 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None = None, epochs: int =
             or not 0 <= initial_epoch < epochs:
         raise ValueError(f"fit: initial_epoch must be a whole number from 0 to epochs - 1 = {epochs - 1}, "
                          f"got {initial_epoch!r}")
+    _one_weighting(sample_weight, class_weight, "fit")
     x = prepare_x(model, x, "fit")
     y = prepare_y(model, y, x.shape[0], "fit")
-    weights = prepare_weights(model, y, x.shape[0], sample_weight, class_weight, "fit")
+    weights = prepare_weights(model, y, x.shape[0], sample_weight, None, "fit")
     (x, y, weights), val = _split_validation(model, (x, y, weights), validation_split, validation_data)
-    history = callbacks_module.History()
+    if class_weight is not None:  # the training part's only: validation is not class-weighted, as in Keras
+        weights = prepare_weights(model, y, x.shape[0], None, class_weight, "fit")
+    model.history = history = callbacks_module.History()
     steps = math.ceil(x.shape[0] / min(batch_size, x.shape[0]))
-    cbs = callbacks_module.CallbackList(
-        ([callbacks_module.ProgbarLogger(verbose)] if verbose else []) + list(_callbacks(callbacks)) + [history],
+    cbs = callbacks_module.CallbackList(  # Keras's order: yours, the History, the progress display
+        _callbacks(callbacks) + [history] + ([callbacks_module.ProgbarLogger(verbose)] if verbose else []),
         model, {"verbose": verbose, "epochs": epochs, "steps": steps})
     if verbose:
         print(f"Train on {x.shape[0]} samples" + (f", validate on {val[0].shape[0]} samples" if val else ""))
@@ -155,7 +158,7 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None = None, epochs: int =
             break
         logs = _logs(model, sums["loss_sum"] / seen, sums["metric_sums"] / seen)
         if val and (epoch + 1) % validation_freq == 0:
-            val_logs = _evaluate(model, *val, validation_batch_size or INFERENCE_BATCH, cbs)
+            val_logs = _evaluate(model, *val, validation_batch_size or batch_size, cbs)
             logs.update({"val_" + k: v for k, v in val_logs.items()})
         cbs.call("on_epoch_end", epoch, logs)
         if model.stop_training:
@@ -425,8 +428,9 @@ def _as_array(data: Any, name: str, what: str) -> Any:
 
 
 def prepare_weights(model: Any, y: Any, n: int, sample_weight: Any, class_weight: Any, what: str) -> Any:
-    """The weight of each sample's loss, from sample_weight (one number per sample) and class_weight ({class:
-    weight}, applied by each sample's class), multiplied; None when neither is given."""
+    """The weight of each sample's loss, from sample_weight (one number per sample) or class_weight ({class:
+    weight}, applied by each sample's class); None when neither is given."""
+    _one_weighting(sample_weight, class_weight, what)
     weights = None
     if sample_weight is not None:
         weights = np.asarray(backend.to_numpy(_as_array(sample_weight, "sample_weight", what)), np.float64)
@@ -437,9 +441,14 @@ def prepare_weights(model: Any, y: Any, n: int, sample_weight: Any, class_weight
             raise ValueError(f"{what}: sample_weight must be finite numbers >= 0")
         weights = weights.reshape(n)
     if class_weight is not None:
-        by_class = _class_weights(model, y, class_weight, what)
-        weights = by_class if weights is None else weights * by_class
+        weights = _class_weights(model, y, class_weight, what)
     return None if weights is None else backend.to_device(weights, model.params.dtype)
+
+
+def _one_weighting(sample_weight: Any, class_weight: Any, what: str) -> None:
+    if sample_weight is not None and class_weight is not None:
+        raise ValueError(f"{what}: give sample_weight or class_weight, not both (as Keras); to weigh classes as "
+                         f"well, fold the class weights into sample_weight")
 
 
 def _class_weights(model: Any, y: Any, class_weight: Any, what: str) -> np.ndarray:
@@ -490,6 +499,7 @@ def _prepare_validation(model: Any, validation_data: Any) -> tuple[Any, Any, Any
 
 
 def _callbacks(callbacks: Any) -> list[Any]:
+    """The user's callbacks as a list (CallbackList checks each is a Callback)."""
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
         raise TypeError(f"callbacks must be a list of tinynet.callbacks.Callback, got {type(callbacks).__name__}")
     return list(callbacks or [])
