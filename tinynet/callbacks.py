@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tinynet import saving
+from tinynet import distributed, saving
 from tinynet.progress import Progbar
 
 BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end",
@@ -355,12 +355,16 @@ class CSVLogger(Callback):
         self.file: Any = None
 
     def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        if not distributed.is_root():
+            return  # with several processes, rank 0 writes the log
         has_rows = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         self.file = open(self.filename, "a" if self.append else "w", newline="")
         self.keys = None
         self.header_written = has_rows
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        if self.file is None:
+            return
         logs = dict(logs or {})
         if self.keys is None:
             self.keys = sorted(logs)

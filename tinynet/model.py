@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tinynet import activations, backend, layers, losses, optimizers, saving, training
+from tinynet import activations, backend, distributed, layers, losses, optimizers, saving, training
 from tinynet import metrics as metric_fns
 from tinynet.engine import fast
 from tinynet.layer import Layer, Shape, check_shape
@@ -420,6 +420,8 @@ class Sequential:
         """
         saving.check_extension(path, "save")
         self.require_built("save")
+        if not distributed.is_root():
+            return  # with several processes, rank 0 writes the file: they all hold the same model
         state = None if self.optimizer is None else self.optimizer.get_state()
         if not bool(backend.xp().isfinite(self.params).all()) or not bool(backend.xp().isfinite(self.non_trainable).all()) or \
                 not all(np.all(np.isfinite(value)) for value in (state or {}).values()):
@@ -436,6 +438,8 @@ class Sequential:
         """Write the weights (and non-trainable arrays) alone, with the architecture to check them against."""
         saving.check_extension(path, "save_weights")
         self.require_built("save_weights")
+        if not distributed.is_root():
+            return  # rank 0 writes it
         if not bool(backend.xp().isfinite(self.params).all()):
             raise ValueError(f"save_weights: the weights of {self.name} contain NaN or inf; not saved")
         saving.write_model(path, {"model": self.get_config(), "compile": None, "random_states": {}},

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from tinynet import backend
+from tinynet import backend, distributed
 from tinynet import callbacks as callbacks_module
 from tinynet.callbacks import History
 from tinynet.engine import fast
@@ -72,8 +72,9 @@ class EpochTotals:
 def train_batch(model: Any, x: Any, y: Any, sample_weight: Any, totals: EpochTotals) -> None:
     """model.train_step on the batch (x, y), counted in `totals`, its update applied only if its loss is finite."""
     loss = model.forward_loss(x, y, sample_weight=sample_weight)
-    ok = totals.add(loss, metric_sums(model, y), x.shape[0])
     model.backward()
+    loss, rows = distributed.average_gradients(model.grads, loss, x.shape[0])  # over all processes, if several
+    ok = totals.add(loss, metric_sums(model, y), rows)
     if fast.step_if:  # the GPU decides `if ok` itself, so the host never waits for the loss
         fast.step_if(ok, model.optimizer, model.params, model.grads)
     elif ok:
@@ -94,9 +95,11 @@ class Batches:
         self.weighted = weights is not None
 
     def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
-        order = backend.to_device(backend.rng().permutation(self.n)) if self.shuffle else backend.xp().arange(self.n)
+        order = backend.rng().permutation(self.n) if self.shuffle else np.arange(self.n)
+        order = backend.to_device(distributed.broadcast(order))  # with several processes: rank 0's order
         for step in range(self.steps):
-            batch = self.gather(order[step * self.size:(step + 1) * self.size])
+            rows = order[step * self.size:(step + 1) * self.size]
+            batch = self.gather(rows[distributed.shard(len(rows))])  # this process's share of the batch
             yield batch[0], batch[1], batch[2] if self.weighted else None
 
     def gather(self, rows: Any) -> list[Any]:
@@ -136,6 +139,8 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None = None, epochs: int =
     (x, y, weights), val = _split_validation(model, (x, y, weights), validation_split, validation_data)
     if class_weight is not None:  # the training part's only: validation is not class-weighted, as in Keras
         weights = prepare_weights(model, y, x.shape[0], None, class_weight, "fit")
+    if distributed.active():
+        distributed.prepare_fit(model, x.shape[0], batch_size)
     model.history = history = callbacks_module.History()
     steps = math.ceil(x.shape[0] / min(batch_size, x.shape[0]))
     cbs = callbacks_module.CallbackList(  # Keras's order: yours, the History, the progress display
@@ -145,7 +150,7 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None = None, epochs: int =
         print(f"Train on {x.shape[0]} samples" + (f", validate on {val[0].shape[0]} samples" if val else ""))
     batches, totals = Batches(x, y, weights, batch_size, shuffle), EpochTotals(len(model.metrics))
     step = functools.partial(train_batch, model)
-    if fast.replayable:  # on the GPU: recorded as CUDA graphs at its second call, replayed after
+    if fast.replayable and not distributed.active():  # on the GPU: recorded as CUDA graphs, replayed after
         step = fast.replayable(step, model.optimizer)
     model.stop_training, logs = False, {}
     cbs.call("on_train_begin", {})
@@ -259,22 +264,25 @@ def _run_epoch(model: Any, batches: Batches, step: Callable[..., None], totals: 
     """One pass over the batches (cut short if a callback sets model.stop_training): the epoch's totals, read
     once at its end (and when a callback reads a batch's logs), and how many samples it saw."""
     totals.reset()
-    seen = 0
+    seen = mine = 0  # samples of the batches so far: in all, and this process's share (the same in one process)
     for number, (xb, yb, wb) in enumerate(batches):
         cbs.call("on_train_batch_begin", number, {})
         step(xb, yb, wb, totals)
-        seen += xb.shape[0]
+        seen, mine = min(batches.n, (number + 1) * batches.size), mine + xb.shape[0]
         cbs.call("on_train_batch_end", number, callbacks_module.LazyLogs(
-            functools.partial(_running_logs, model, totals, seen)))
+            functools.partial(_running_logs, model, totals, seen, mine)))
         if model.stop_training:
             break
-    return totals.read(), seen
-
-
-def _running_logs(model: Any, totals: EpochTotals, seen: int) -> dict[str, float]:
-    """The epoch's logs so far; the loss is NaN once a batch's loss was (its update was not applied)."""
     sums = totals.read()
-    return _logs(model, math.nan if sums["failed"] else sums["loss_sum"] / seen, sums["metric_sums"] / seen)
+    sums["metric_sums"] = distributed.sum_over_processes(sums["metric_sums"])  # each process counted its share
+    return sums, seen
+
+
+def _running_logs(model: Any, totals: EpochTotals, seen: int, mine: int) -> dict[str, float]:
+    """The epoch's logs so far; the loss is NaN once a batch's loss was (its update was not applied).
+    With several processes the metrics are this process's share (the epoch's final logs are everyone's)."""
+    sums = totals.read()
+    return _logs(model, math.nan if sums["failed"] else sums["loss_sum"] / seen, sums["metric_sums"] / mine)
 
 
 def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None, verbose: int | str = "auto",
@@ -296,7 +304,10 @@ def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None, verbose:
 
 def _evaluate(model: Any, x: Any, y: Any, weights: Any, batch_size: int, cbs: callbacks_module.CallbackList,
               bar: Progbar | None = None) -> dict[str, float]:
-    """The mean loss and the metrics' means over (x, y), in inference mode, with the test hooks."""
+    """The mean loss and the metrics' means over (x, y), in inference mode, with the test hooks.
+    With several processes each takes its share of the data and the sums are added up over them."""
+    part = distributed.shard(x.shape[0])
+    x, y, weights = x[part], y[part], None if weights is None else weights[part]
     n = x.shape[0]
     loss_sum, sums = 0.0, backend.xp().zeros(len(model.metrics))
     cbs.call("on_test_begin", {})
@@ -310,7 +321,8 @@ def _evaluate(model: Any, x: Any, y: Any, weights: Any, batch_size: int, cbs: ca
         cbs.call("on_test_batch_end", number, logs)
         if bar is not None:
             bar.update(number + 1, lambda: list(logs.items()))
-    logs = _logs(model, float(loss_sum) / n, backend.to_numpy(sums).astype(np.float64) / n)
+    totals = distributed.sum_over_processes(np.concatenate([[float(loss_sum), n], backend.to_numpy(sums)]))
+    logs = _logs(model, totals[0] / totals[1], totals[2:] / totals[1])
     if bar is not None:
         bar.update(number + 1, list(logs.items()), finalize=True)
     cbs.call("on_test_end", logs)
@@ -508,10 +520,10 @@ def _callbacks(callbacks: Any) -> list[Any]:
 def _verbosity(verbose: Any, what: str) -> int:
     """Keras's verbose: "auto" (1), 0 silent, 1 a progress bar, 2 one line per epoch."""
     if verbose == "auto":
-        return 1
+        verbose = 1
     if verbose not in (0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"{what}: verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
-    return int(verbose)
+    return int(verbose) if distributed.is_root() else 0  # with several processes, rank 0 prints
 
 
 def metric_sums(model: Any, y: Any) -> Any:
