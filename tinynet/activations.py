@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from tinynet import backend
+from tinynet import backend, saving
 from tinynet.engine import fast
 
 Activation = Callable[[Any], Any]
@@ -178,6 +178,8 @@ ALIASES = {"swish": "silu", None: "linear"}
 def get(identifier: str | Activation | None, layer: str = "activation") -> Activation:
     """The activation function named `identifier` (or None: linear), or your own function with a backward."""
     name = ALIASES.get(identifier, identifier) if identifier is None or isinstance(identifier, str) else None
+    if isinstance(name, str) and name not in ACTIVATIONS and saving.get_custom_object(name) is not None:
+        identifier, name = saving.get_custom_object(name), None  # load_model's custom_objects
     if isinstance(name, str):
         if name not in ACTIVATIONS:
             raise ValueError(f"{layer}: unknown activation {identifier!r}; valid names are "

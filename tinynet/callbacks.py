@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from tinynet import distributed, saving
+from tinynet.schedules import check_number
 from tinynet.progress import Progbar
 
 BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end",
@@ -55,8 +56,15 @@ class Callback:
     def on_train_end(self, logs: Mapping[str, float] | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None: ...
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None: ...
-    def on_train_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
+
+    def on_train_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        self.on_batch_begin(batch, logs)  # Keras's older name for the same hook
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        self.on_batch_end(batch, logs)
+
     def on_test_begin(self, logs: Mapping[str, float] | None = None) -> None: ...
     def on_test_end(self, logs: Mapping[str, float] | None = None) -> None: ...
     def on_test_batch_begin(self, batch: int, logs: Mapping[str, float] | None = None) -> None: ...
@@ -122,6 +130,10 @@ class CallbackList:
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
+    """Whether `callback` does something at `hook` (on_train_batch_* also through Keras's on_batch_* names)."""
+    older = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}.get(hook)
+    if older and _overrides(callback, older):
+        return True
     method = getattr(callback, hook)  # a bound method, or LambdaCallback's plain function
     return getattr(method, "__func__", method) is not getattr(Callback, hook)
 
@@ -142,15 +154,18 @@ class History(Callback):
 
 
 class HistoryDict(dict):
-    """Per-epoch logs; also answers Keras 2.2's old names `acc` and `val_acc`."""
+    """Per-epoch logs; "acc" also answers for "accuracy" and the other way round (Keras 2.2's old names)."""
 
-    _aliases = {"acc": "accuracy", "val_acc": "val_accuracy"}
+    _aliases = {"acc": "accuracy", "val_acc": "val_accuracy", "accuracy": "acc", "val_accuracy": "val_acc"}
+
+    def _key(self, key: object) -> object:
+        return key if super().__contains__(key) else self._aliases.get(key, key)
 
     def __getitem__(self, key: str) -> list[float]:
-        return super().__getitem__(self._aliases.get(key, key))
+        return super().__getitem__(self._key(key))
 
     def __contains__(self, key: object) -> bool:
-        return super().__contains__(self._aliases.get(key, key))
+        return super().__contains__(self._key(key))
 
     def get(self, key: str, default: Any = None) -> Any:
         return self[key] if key in self else default
@@ -162,9 +177,14 @@ class Monitor:
     improved(current, best) is current < best - min_delta (min) or current > best + min_delta (max).
     """
 
-    def __init__(self, owner: str, monitor: str, mode: str, min_delta: float) -> None:
+    def __init__(self, callback: Callback, monitor: str, mode: str, min_delta: float) -> None:
+        owner = type(callback).__name__
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if not isinstance(monitor, str):
+            raise TypeError(f"{owner}: monitor must be the name of a logged value such as 'val_loss', got {monitor!r}")
+        min_delta = check_number(callback, "min_delta", abs(min_delta) if isinstance(min_delta, (int, float)) else
+                                 min_delta, low=0)
         self.owner, self.monitor, self.min_delta = owner, monitor, abs(min_delta)
         self.sign = -1 if mode == "max" or (mode == "auto" and "acc" in monitor) else 1
         self.warned = False
@@ -199,7 +219,7 @@ class EarlyStopping(Callback):
                  mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
                  start_from_epoch: int = 0) -> None:
         super().__init__()
-        self.judge = Monitor("EarlyStopping", monitor, mode, min_delta)
+        self.judge = Monitor(self, monitor, mode, min_delta)
         self.monitor, self.patience, self.verbose, self.baseline = monitor, _count("patience", patience), verbose, baseline
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, _count("start_from_epoch",
                                                                                           start_from_epoch)
@@ -251,7 +271,7 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: save_freq='epoch' is the one supported, got {save_freq!r}")
         self.filepath = os.fspath(filepath)
         saving.check_extension(self.filepath, "ModelCheckpoint")  # now, not after an epoch of training
-        self.judge = Monitor("ModelCheckpoint", monitor, mode, 0)
+        self.judge = Monitor(self, monitor, mode, 0)
         self.monitor, self.verbose, self.save_best_only = monitor, verbose, save_best_only
         self.save_weights_only = save_weights_only
         self.best = self.judge.worst() if initial_value_threshold is None else float(initial_value_threshold)
@@ -297,7 +317,7 @@ class LearningRateScheduler(Callback):
             print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(rate)}.")
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        if isinstance(logs, dict):
+        if isinstance(logs, MutableMapping):
             logs["learning_rate"] = self.model.optimizer.learning_rate
 
 
@@ -308,11 +328,9 @@ class ReduceLROnPlateau(Callback):
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
                  mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0) -> None:
         super().__init__()
-        if not isinstance(factor, (int, float)) or not 0 <= factor < 1:
-            raise ValueError(f"ReduceLROnPlateau: factor must be in [0, 1), got {factor!r}")
-        if not isinstance(min_lr, (int, float)) or min_lr < 0:
-            raise ValueError(f"ReduceLROnPlateau: min_lr must be >= 0, got {min_lr!r}")
-        self.judge = Monitor("ReduceLROnPlateau", monitor, mode, min_delta)
+        factor = check_number(self, "factor", factor, low=0, high=1, high_open=True)
+        min_lr = check_number(self, "min_lr", min_lr, low=0)
+        self.judge = Monitor(self, monitor, mode, min_delta)
         self.monitor, self.factor, self.verbose, self.min_lr = monitor, float(factor), verbose, float(min_lr)
         self.patience, self.cooldown = _count("patience", patience), _count("cooldown", cooldown)
 
@@ -321,7 +339,7 @@ class ReduceLROnPlateau(Callback):
         self.best, self.wait, self.cooldown_counter = self.judge.worst(), 0, 0
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
-        if isinstance(logs, dict):
+        if isinstance(logs, MutableMapping):
             logs["learning_rate"] = self.model.optimizer.learning_rate  # the rate this epoch trained with
         current = self.judge.value(logs)
         if current is not None:
@@ -367,7 +385,7 @@ class CSVLogger(Callback):
             return
         logs = dict(logs or {})
         if self.keys is None:
-            self.keys = sorted(logs)
+            self.keys = sorted(logs)  # as Keras 3: with validation_freq > 1 the first epoch has no val_ columns
         writer = csv.writer(self.file, delimiter=self.separator)
         if not self.header_written:
             writer.writerow(["epoch"] + self.keys)
@@ -397,7 +415,7 @@ class LambdaCallback(Callback):
     def __init__(self, **hooks: Callable[..., None]) -> None:
         super().__init__()
         known = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_test_begin",
-                 "on_test_end", "on_predict_begin", "on_predict_end") + BATCH_HOOKS
+                 "on_test_end", "on_predict_begin", "on_predict_end", "on_batch_begin", "on_batch_end") + BATCH_HOOKS
         for name, function in hooks.items():
             if name not in known:
                 raise ValueError(f"LambdaCallback: unknown hook {name!r}; the hooks are {', '.join(known)}")

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import activations, backend, initializers, regularizers
+from tinynet import backend
 from tinynet.layer import Layer, Shape, WithActivation
 
 PADDINGS = ("valid", "same")
@@ -177,20 +177,12 @@ class Conv2D(WithActivation):
         super().__init__(name, input_shape)
         if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters < 1:
             raise ValueError(f"{self.name}: filters must be a positive integer, got {filters!r}")
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"{self.name}: use_bias must be True or False, got {use_bias!r}")
-        self.filters, self.use_bias, self.seed = int(filters), bool(use_bias), seed
+        self.filters, self.seed = int(filters), seed
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size)
         self.strides = as_pair(self.name, "strides", strides)
         self.padding = check_padding(self.name, padding)
-        self.activation = activations.get(activation, self.name)
-        self.weight_names = ("W", "b") if self.use_bias else ("W",)
-        self.kernel_initializer = initializers.get(kernel_initializer, self.name)
-        self.bias_initializer = initializers.get(bias_initializer, self.name)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer, self.name)
-        self.bias_regularizer = regularizers.get(bias_regularizer, self.name)
-        self.regularizers = {name: reg for name, reg in (("W", self.kernel_regularizer), ("b", self.bias_regularizer))
-                             if reg is not None and name in self.weight_names}
+        self.set_kernel_options(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                                bias_regularizer)
 
     def geometry(self, input_shape: Shape) -> tuple[Pair, tuple[Pair, Pair]]:
         """(out_h, out_w) and the padding ((top, bottom), (left, right)) for images of `input_shape`."""
@@ -208,11 +200,7 @@ class Conv2D(WithActivation):
     def build(self, input_shape: Shape) -> Shape:
         out_shape = super().build(input_shape)
         self.out_hw, self.pads = self.geometry(self.input_shape)
-        gen = backend.make_rng(self.seed)
-        draws = {"W": self.kernel_initializer, "b": self.bias_initializer}
-        for name, shape in self.weight_shapes(self.input_shape).items():
-            setattr(self, name, backend.to_device(draws[name].draw(shape, gen), backend.floatx()))
-            setattr(self, "d" + name, backend.xp().zeros_like(getattr(self, name)))
+        self.draw_weights(self.input_shape, self.seed)
         return out_shape
 
     def forward_logits(self, x: Any, training: bool = False) -> Any:
@@ -243,9 +231,5 @@ class Conv2D(WithActivation):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
-                "strides": list(self.strides), "padding": self.padding,
-                "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer), "seed": self.seed}
+                "strides": list(self.strides), "padding": self.padding, **self.kernel_options_config(),
+                "seed": self.seed}

@@ -133,6 +133,14 @@ def sum_over_processes(array: Any) -> Any:
     return total
 
 
+def average(array: Any) -> Any:
+    """Overwrite `array` (in place) with its mean over all processes; returns it."""
+    if _world is not None and array.size:
+        _world.allreduce(array)
+        array /= _world.size
+    return array
+
+
 def broadcast(array: Any) -> Any:
     """Overwrite `array` (in place) with rank 0's; returns it."""
     if _world is not None:

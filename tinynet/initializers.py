@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tinynet import backend
+from tinynet import backend, saving
 
 Shape = tuple[int, ...]
 TRUNCATED_STD = 0.87962566103423978  # std of a unit normal cut at +-2 std (Keras's constant)
@@ -330,25 +330,7 @@ def _class_for_name(name: str, layer: str) -> type[Initializer]:
 
 
 def _from_dict(identifier: dict[str, Any], layer: str) -> Initializer:
-    if set(identifier) != {"class_name", "config"}:
-        raise ValueError(f"{layer}: an initializer dict needs exactly the keys 'class_name' and 'config' "
-                         f"(as serialize() writes it), got keys {sorted(identifier)}")
-    name = identifier["class_name"]
-    cls = CLASSES.get(name) or _user_subclasses().get(name)
-    if cls is None:
-        raise ValueError(f"{layer}: unknown initializer class {name!r}; valid classes are {', '.join(CLASSES)} "
-                         "or a subclass of tinynet.initializers.Initializer defined before loading")
-    return cls.from_config(identifier["config"])
-
-
-def _user_subclasses() -> dict[str, type[Initializer]]:
-    """Every Initializer subclass defined so far, by class name: a user's own class loads by its name."""
-    found, todo = {}, [Initializer]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            found.setdefault(sub.__name__, sub)
-            todo.append(sub)
-    return found
+    return saving.from_class_and_config(identifier, Initializer, CLASSES, layer)
 
 
 def _name_of(fn: Callable[..., Any]) -> str:

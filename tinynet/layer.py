@@ -9,9 +9,13 @@ import itertools
 import re
 import weakref
 from collections import defaultdict
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Iterator
 
 import numpy as np
+
+from tinynet import activations, backend, initializers, regularizers
 
 Shape = tuple[int, ...]
 _name_counters: dict[str, Iterator[int]] = defaultdict(itertools.count)
@@ -132,7 +136,8 @@ class Layer:
         return f"{type(self).__name__}(name={self.name!r})"
 
     # ---- regularization: penalties on the weights, added to the loss ----------------------------------------
-    regularizers: dict[str, Any] = {}  # weight name -> its regularizer (Dense's kernel_regularizer is "W")
+    regularizers: Mapping[str, Any] = MappingProxyType({})  # weight name -> its regularizer (Dense's kernel_regularizer
+    # is "W"); read-only here, so no layer can change every layer's by writing into it
 
     def penalty(self) -> Any:
         """The sum of this layer's weight penalties (added to the model's loss), or None without regularizers."""
@@ -157,6 +162,36 @@ class WithActivation(Layer):
     """
 
     activation: Any = None
+
+    def set_kernel_options(self, activation: Any, use_bias: Any, kernel_initializer: Any, bias_initializer: Any,
+                           kernel_regularizer: Any, bias_regularizer: Any) -> None:
+        """Keras's options of a layer with a kernel W, an optional bias b and an activation, checked and looked up."""
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"{self.name}: use_bias must be True or False, got {use_bias!r}")
+        self.use_bias = bool(use_bias)
+        self.activation = activations.get(activation, self.name)
+        self.weight_names = ("W", "b") if self.use_bias else ("W",)
+        self.kernel_initializer = initializers.get(kernel_initializer, self.name)
+        self.bias_initializer = initializers.get(bias_initializer, self.name)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, self.name)
+        self.bias_regularizer = regularizers.get(bias_regularizer, self.name)
+        self.regularizers = {name: reg for name, reg in (("W", self.kernel_regularizer), ("b", self.bias_regularizer))
+                             if reg is not None and name in self.weight_names}
+
+    def draw_weights(self, input_shape: Shape, seed: int | None) -> None:
+        """W and b drawn by their initializers (from the layer's own generator when it has a seed), gradients zeroed."""
+        gen = backend.make_rng(seed)
+        draws = {"W": self.kernel_initializer, "b": self.bias_initializer}
+        for name, shape in self.weight_shapes(input_shape).items():
+            setattr(self, name, backend.to_device(draws[name].draw(shape, gen), backend.floatx()))
+            setattr(self, "d" + name, backend.xp().zeros_like(getattr(self, name)))
+
+    def kernel_options_config(self) -> dict[str, Any]:
+        return {"activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
 
     def forward(self, x: Any, training: bool = False) -> Any:
         self.z = self.forward_logits(x, training)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import activations, backend, initializers, regularizers
+from tinynet import activations, backend
 from tinynet.engine import fast
 from tinynet.convolution import Conv2D
 from tinynet.layer import Layer, Shape, WithActivation
@@ -64,17 +64,9 @@ class Dense(WithActivation):
         super().__init__(name, (input_dim,) if input_dim is not None and input_shape is None else input_shape)
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
             raise ValueError(f"{self.name}: units must be a positive integer, got {units!r}")
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"{self.name}: use_bias must be True or False, got {use_bias!r}")
-        self.units, self.use_bias, self.seed = int(units), bool(use_bias), seed
-        self.activation = activations.get(activation, self.name)
-        self.weight_names = ("W", "b") if self.use_bias else ("W",)
-        self.kernel_initializer = initializers.get(kernel_initializer, self.name)
-        self.bias_initializer = initializers.get(bias_initializer, self.name)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer, self.name)
-        self.bias_regularizer = regularizers.get(bias_regularizer, self.name)
-        self.regularizers = {name: reg for name, reg in (("W", self.kernel_regularizer), ("b", self.bias_regularizer))
-                             if reg is not None and name in self.weight_names}
+        self.units, self.seed = int(units), seed
+        self.set_kernel_options(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                                bias_regularizer)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
@@ -88,11 +80,7 @@ class Dense(WithActivation):
 
     def build(self, input_shape: Shape) -> Shape:
         out_shape = super().build(input_shape)
-        gen = backend.make_rng(self.seed)
-        draws = {"W": self.kernel_initializer, "b": self.bias_initializer}
-        for name, shape in self.weight_shapes(input_shape).items():
-            setattr(self, name, backend.to_device(draws[name].draw(shape, gen), backend.floatx()))
-            setattr(self, "d" + name, backend.xp().zeros_like(getattr(self, name)))
+        self.draw_weights(input_shape, self.seed)
         return out_shape
 
     def forward_logits(self, x: Any, training: bool = False) -> Any:
@@ -119,11 +107,7 @@ class Dense(WithActivation):
         return dx
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
-                "use_bias": self.use_bias, "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer), "seed": self.seed}
+        return {**super().get_config(), "units": self.units, **self.kernel_options_config(), "seed": self.seed}
 
 
 class Activation(WithActivation):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import activations, backend
+from tinynet import activations, backend, saving
 from tinynet.engine import fast
 
 EPSILON = 1e-7  # Keras clips probabilities to [eps, 1 - eps] so log never sees 0
@@ -39,9 +39,14 @@ class Loss:
     trains with it. `check_targets` refuses targets that cannot fit (called once per fit, not per batch).
     """
 
-    name = "loss"
+    name = "loss"  # a subclass without a name of its own gets its class name (what custom_objects then uses)
     integer_targets = False  # sparse labels stay integers; other targets take the model's float dtype
     from_logits = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in vars(cls):
+            cls.name = cls.__name__
 
     def check_targets(self, y: Any, n: int, width: int) -> None:
         """A clear error unless y holds n finite targets of width `width` (shape (n, width), or (n,) for width 1)."""
@@ -312,7 +317,10 @@ def get(loss: str | Loss) -> Loss:
 
 
 def from_config(config: dict[str, Any]) -> Loss:
-    """The loss a get_config() described, looked up by its name."""
-    if config.get("name") not in LOSSES:
-        raise ValueError(f"unknown loss {config.get('name')!r} in the configuration; known are {', '.join(LOSSES)}")
-    return LOSSES[config["name"]].from_config(config)
+    """The loss a get_config() described, looked up by its name (your own Loss class through load_model's
+    custom_objects)."""
+    cls = LOSSES.get(config.get("name")) or saving.get_custom_object(config.get("name"))
+    if not (isinstance(cls, type) and issubclass(cls, Loss)):
+        raise ValueError(f"unknown loss {config.get('name')!r} in the configuration; known are {', '.join(LOSSES)} "
+                         f"(pass your own Loss class as load_model(..., custom_objects={{'Name': Class}}))")
+    return cls.from_config(config)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tinynet import backend
+from tinynet import backend, saving
 
 MAX_CLASSES = 1000  # a confusion table of more is not for reading (and 10^5 classes would be 75 GB)
 
@@ -77,35 +77,42 @@ class Metric:
 
 
 def accuracy_for(loss: Any, outputs: int | None) -> Callable[[Any, Any], Any]:
-    """Which accuracy "accuracy" means, as Keras decides: binary for one output or a binary loss,
-    sparse for integer labels, categorical otherwise."""
-    if outputs == 1 or getattr(loss, "name", None) == "binary_crossentropy":
+    """Which accuracy "accuracy" means, as Keras 3 decides: binary for one output, sparse for integer labels,
+    categorical otherwise."""
+    if outputs == 1:
         return binary_accuracy
     return sparse_categorical_accuracy if getattr(loss, "integer_targets", False) else categorical_accuracy
 
 
 def get(identifiers: Any, loss: Any = None, outputs: int | None = None) -> list[Metric]:
-    """The metrics for `compile(metrics=[...])`: names as in Keras, or your own functions f(y_true, y_pred)
-    returning one value per sample. Unknown names raise with the valid list."""
+    """The metrics for `compile(metrics=[...])`: names as in Keras (logged under the name given), or your own
+    functions f(y_true, y_pred) returning one value per sample. Unknown names raise with the valid list."""
     if identifiers is None:
         return []
     if isinstance(identifiers, str) or not isinstance(identifiers, (list, tuple)):
         raise TypeError(f"metrics must be a list of names such as ['accuracy'] (or functions), got {identifiers!r}")
-    result = []
-    for identifier in identifiers:
-        if isinstance(identifier, Metric):
-            result.append(identifier)
-        elif callable(identifier):
-            result.append(Metric(getattr(identifier, "__name__", "metric"), identifier))
-        elif identifier in ("accuracy", "acc"):
-            result.append(Metric("accuracy", accuracy_for(loss, outputs)))
-        elif isinstance(identifier, str) and ALIASES.get(identifier, identifier) in FUNCTIONS:
-            result.append(Metric(identifier, FUNCTIONS[ALIASES.get(identifier, identifier)]))
-        else:
-            valid = ", ".join(["accuracy", "acc"] + list(FUNCTIONS) + list(ALIASES))
-            raise ValueError(f"unknown metric {identifier!r}; valid metrics are {valid}, or a function "
-                             f"f(y_true, y_pred) returning one value per sample")
-    return result
+    return [_metric(identifier, loss, outputs) for identifier in identifiers]
+
+
+def _metric(identifier: Any, loss: Any, outputs: int | None) -> Metric:
+    if isinstance(identifier, Metric):
+        return identifier
+    if callable(identifier):
+        return Metric(getattr(identifier, "__name__", "metric"), identifier)
+    if identifier in ("accuracy", "acc"):
+        return Metric(identifier, accuracy_for(loss, outputs))
+    function = FUNCTIONS.get(ALIASES.get(identifier, identifier)) if isinstance(identifier, str) else None
+    if function in (categorical_accuracy, top_k_categorical_accuracy) and getattr(loss, "integer_targets", False):
+        raise ValueError(f"metric {identifier!r} reads one-hot targets, but the loss {loss.name} takes integer "
+                         f"labels; use 'sparse_categorical_accuracy' (or 'accuracy')")
+    custom = saving.get_custom_object(identifier) if isinstance(identifier, str) else None
+    if function is None and callable(custom):  # a function of yours, named in load_model's custom_objects
+        function = custom
+    if function is None:
+        valid = ", ".join(["accuracy", "acc"] + list(FUNCTIONS) + list(ALIASES))
+        raise ValueError(f"unknown metric {identifier!r}; valid metrics are {valid}, or a function "
+                         f"f(y_true, y_pred) returning one value per sample")
+    return Metric(identifier, function)
 
 
 def confusion_counts(truth: Any, predicted: Any, num_classes: int | None = None) -> np.ndarray:

@@ -367,13 +367,15 @@ class Sequential:
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Print a table of layers, output shapes and parameter counts, as Keras does."""
         self.require_built("summary")
-        rule, widths = "_" * 65, (29, 26, 10)
+        names = [f"{layer.name} ({type(layer).__name__})" for layer in self.layers]
+        widths = (max([29] + [len(name) + 2 for name in names]), 26, 10)
+        rule = "_" * sum(widths)
         row = lambda *cells: "".join((str(c) + " ").ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-        lines = [f'Model: "{self.name}"', rule, row("Layer (type)", "Output Shape", "Param #"), "=" * 65]
-        for i, layer in enumerate(self.layers):
+        lines = [f'Model: "{self.name}"', rule, row("Layer (type)", "Output Shape", "Param #"), "=" * len(rule)]
+        for i, (layer, name) in enumerate(zip(self.layers, names)):
             shape = "(None, " + ", ".join(map(str, layer.output_shape)) + ")"
-            lines.append(row(f"{layer.name} ({type(layer).__name__})", shape, layer.count_params()))
-            lines.append("=" * 65 if i == len(self.layers) - 1 else rule)
+            lines.append(row(name, shape, layer.count_params()))
+            lines.append("=" * len(rule) if i == len(self.layers) - 1 else rule)
         total, frozen = self.count_params(), int(self.non_trainable.size)
         lines += [f"Total params: {total:,}", f"Trainable params: {total - frozen:,}",
                   f"Non-trainable params: {frozen:,}", rule]
@@ -457,8 +459,17 @@ class Sequential:
         self.set_weights(other.get_weights())
 
 
-def load_model(path: str | os.PathLike, custom_objects: dict[str, type[Layer]] | None = None) -> Sequential:
-    """Rebuild a model saved with `model.save(path)`: same layers, weights, and optimizer state."""
+def load_model(path: str | os.PathLike, custom_objects: dict[str, Any] | None = None) -> Sequential:
+    """Rebuild a model saved with `model.save(path)`: same layers, weights, and optimizer state.
+
+    `custom_objects` names what the file's configuration refers to that tinynet does not have: your own
+    layer classes, activation functions, Loss classes and metric functions, e.g. {"cube": cube}.
+    """
+    with saving.custom_object_scope(custom_objects):
+        return _load_model(path, custom_objects)
+
+
+def _load_model(path: str | os.PathLike, custom_objects: dict[str, Any] | None) -> Sequential:
     config, params, non_trainable, optimizer_state = saving.read_model(
         path, lambda found: _arrays_in_file(found, custom_objects))
     try:
@@ -498,7 +509,8 @@ def _arrays_in_file(config: dict[str, Any], custom_objects: dict[str, type[Layer
 
 def _layers_from_config(config: dict[str, Any], custom_objects: dict[str, type[Layer]] | None) -> list[Layer]:
     """New layers of the classes and configs listed (not built: no weights yet)."""
-    known = {**layers.LAYERS, **(custom_objects or {})}
+    known = {**layers.LAYERS, **{name: obj for name, obj in (custom_objects or {}).items()
+                                 if isinstance(obj, type) and issubclass(obj, Layer)}}
     if not isinstance(config.get("layers"), list):
         raise ValueError(f"the architecture's layers must be a list, got {type(config.get('layers')).__name__}")
     made = []

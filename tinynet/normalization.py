@@ -60,6 +60,9 @@ class BatchNormalization(Layer):
         self.weight_names = tuple(name for name, on in (("gamma", self.scale), ("beta", self.center)) if on)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) == 0:
+            raise ValueError(f"{self.name}: expected inputs of shape (batch, features) or (batch, height, width, "
+                             f"channels), got one number per sample")
         if self.axis not in (-1, len(input_shape)):  # len(input_shape): the last axis, counting the batch axis
             raise ValueError(f"{self.name}: only the last axis (axis=-1, the features or channels) can be "
                              f"normalized, got axis={self.axis} for inputs of shape (batch, "

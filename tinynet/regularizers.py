@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import backend
+from tinynet import backend, saving
 
 
 class Regularizer:
@@ -139,25 +139,7 @@ def _make_from_name(name: str, layer: str) -> Regularizer:
 
 
 def _from_dict(identifier: dict[str, Any], layer: str) -> Regularizer:
-    if set(identifier) != {"class_name", "config"}:
-        raise ValueError(f"{layer}: a regularizer dict needs exactly the keys 'class_name' and 'config' "
-                         f"(as serialize() writes it), got keys {sorted(identifier)}")
-    name = identifier["class_name"]
-    cls = CLASSES.get(name) or _user_subclasses().get(name)
-    if cls is None:
-        raise ValueError(f"{layer}: unknown regularizer class {name!r}; valid classes are {', '.join(CLASSES)} "
-                         "or a subclass of tinynet.regularizers.Regularizer defined before loading")
-    return cls.from_config(identifier["config"])
-
-
-def _user_subclasses() -> dict[str, type[Regularizer]]:
-    """Every Regularizer subclass defined so far, by class name: a user's own class loads by its name."""
-    found, todo = {}, [Regularizer]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            found.setdefault(sub.__name__, sub)
-            todo.append(sub)
-    return found
+    return saving.from_class_and_config(identifier, Regularizer, CLASSES, layer)
 
 
 def _check_factor(owner: str, arg: str, value: Any) -> float:

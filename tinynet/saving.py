@@ -20,11 +20,12 @@ larger than the model needs), and members the format does not have are refused u
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import zipfile
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -34,6 +35,54 @@ from tinynet.files import atomic_write
 FORMAT = "tinynet-model"
 VERSION = 2  # 1: tinynet 0.1 before the engine split, with Adam's moments stored as running sums
 OPTIMIZER = "optimizer."  # prefix of the optimizer state's arrays
+
+
+_custom_objects: dict[str, Any] = {}  # what the load_model running now was given (see custom_object_scope)
+
+
+@contextlib.contextmanager
+def custom_object_scope(objects: dict[str, Any] | None) -> Iterator[None]:
+    """While it lasts, names in a model's configuration may also mean your own objects (as in Keras):
+    layer classes, activation functions, Loss classes, metric functions. load_model uses it for custom_objects."""
+    if objects is not None and not isinstance(objects, dict):
+        raise TypeError(f"custom_objects must be a dict {{'Name': object}}, got {type(objects).__name__}")
+    saved = dict(_custom_objects)
+    _custom_objects.update(objects or {})
+    try:
+        yield
+    finally:
+        _custom_objects.clear()
+        _custom_objects.update(saved)
+
+
+def get_custom_object(name: str) -> Any:
+    """The object called `name` in the current custom_object_scope, or None."""
+    return _custom_objects.get(name)
+
+
+def from_class_and_config(identifier: dict[str, Any], base: type, classes: dict[str, type], owner: str) -> Any:
+    """The object a {"class_name", "config"} dict describes: one of `classes`, a subclass of `base` defined so
+    far (your own, found by its name), or one named in load_model's custom_objects."""
+    kind = base.__name__.lower()
+    if set(identifier) != {"class_name", "config"}:
+        raise ValueError(f"{owner}: {'an' if kind[0] in 'aeiou' else 'a'} {kind} dict needs exactly the keys 'class_name' and 'config' "
+                         f"(as serialize() writes it), got keys {sorted(identifier)}")
+    name = identifier["class_name"]
+    cls = classes.get(name) or _subclasses(base).get(name) or get_custom_object(name)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ValueError(f"{owner}: unknown {kind} class {name!r}; valid classes are {', '.join(classes)} "
+                         f"or a subclass of {base.__module__}.{base.__name__} defined before loading")
+    return cls.from_config(identifier["config"])
+
+
+def _subclasses(base: type) -> dict[str, type]:
+    """Every subclass of `base` defined so far, by class name."""
+    found, todo = {}, [base]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.setdefault(sub.__name__, sub)
+            todo.append(sub)
+    return found
 
 
 KERAS_EXTENSIONS = (".keras", ".h5", ".hdf5")

@@ -61,12 +61,9 @@ class LearningRateSchedule:
         return cls(**config)
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """The rate shrinks by decay_rate every decay_steps steps, smoothly or in stairs (Keras 3):
-
-    learning_rate(step) = initial_learning_rate * decay_rate ^ (step / decay_steps)
-    staircase=True:       initial_learning_rate * decay_rate ^ floor(step / decay_steps)
-    """
+class DecayBySteps(LearningRateSchedule):
+    """What ExponentialDecay and InverseTimeDecay share: the rate decays with p = step / decay_steps
+    (floor(step / decay_steps) with staircase=True)."""
 
     def __init__(self, initial_learning_rate: float, decay_steps: float, decay_rate: float,
                  staircase: bool = False) -> None:
@@ -75,16 +72,24 @@ class ExponentialDecay(LearningRateSchedule):
         self.decay_rate = check_number(self, "decay_rate", decay_rate, low=0)
         self.staircase = check_bool(self, "staircase", staircase)
 
-    def __call__(self, step: int) -> float:
+    def progress(self, step: int) -> float:
         p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate * self.decay_rate ** p
+        return math.floor(p) if self.staircase else p
 
     def get_config(self) -> dict[str, Any]:
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
                 "decay_rate": self.decay_rate, "staircase": self.staircase}
 
+
+class ExponentialDecay(DecayBySteps):
+    """The rate shrinks by decay_rate every decay_steps steps, smoothly or in stairs (Keras 3):
+
+    learning_rate(step) = initial_learning_rate * decay_rate ^ (step / decay_steps)
+    staircase=True:       initial_learning_rate * decay_rate ^ floor(step / decay_steps)
+    """
+
+    def __call__(self, step: int) -> float:
+        return self.initial_learning_rate * self.decay_rate ** self.progress(step)
 
 class PiecewiseConstantDecay(LearningRateSchedule):
     """A constant rate between boundaries (Keras 3):
@@ -154,30 +159,15 @@ class CosineDecay(LearningRateSchedule):
                 "alpha": self.alpha, "warmup_target": self.warmup_target, "warmup_steps": self.warmup_steps}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(DecayBySteps):
     """The rate falls as 1 / time (Keras 3):
 
     learning_rate(step) = initial_learning_rate / (1 + decay_rate * step / decay_steps)
     staircase=True:       initial_learning_rate / (1 + decay_rate * floor(step / decay_steps))
     """
 
-    def __init__(self, initial_learning_rate: float, decay_steps: float, decay_rate: float,
-                 staircase: bool = False) -> None:
-        self.initial_learning_rate = check_number(self, "initial_learning_rate", initial_learning_rate, low=0)
-        self.decay_steps = check_number(self, "decay_steps", decay_steps, low=0, low_open=True)
-        self.decay_rate = check_number(self, "decay_rate", decay_rate, low=0)
-        self.staircase = check_bool(self, "staircase", staircase)
-
     def __call__(self, step: int) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate / (1 + self.decay_rate * p)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase}
-
+        return self.initial_learning_rate / (1 + self.decay_rate * self.progress(step))
 
 SCHEDULES = {cls.__name__: cls for cls in (ExponentialDecay, PiecewiseConstantDecay, CosineDecay, InverseTimeDecay)}
 

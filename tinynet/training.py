@@ -184,6 +184,7 @@ class Snapshot:
     def __init__(self, model: Any) -> None:
         self._model = weakref.ref(model)  # the snapshot must not keep its model alive (they are cached per model)
         self.params: Any = None
+        self.non_trainable: Any = None  # BatchNormalization's moving statistics: a bad batch's forward moves them
         self.slots: dict[str, Any] = {}
         self.iterations = 0
 
@@ -194,6 +195,7 @@ class Snapshot:
     def take(self) -> Snapshot:
         model = self.model
         self.params = _copy_into(self.params, model.params)
+        self.non_trainable = _copy_into(self.non_trainable, model.non_trainable)
         optimizer = model.optimizer
         built = optimizer is not None and optimizer.is_built_for(model.params)
         slots = optimizer.slots if built else {}
@@ -206,13 +208,15 @@ class Snapshot:
     def finite(self) -> bool:
         """Whether the model's weights and its optimizer's state are all finite now."""
         optimizer = self.model.optimizer
-        vectors = [self.model.params] + ([] if optimizer is None else list(optimizer.slots.values()))
+        vectors = [self.model.params, self.model.non_trainable] + ([] if optimizer is None else
+                                                                   list(optimizer.slots.values()))
         return all(_all_finite(v) for v in vectors)
 
     def restore(self) -> None:
         """Put back the weights and the optimizer's state as they were at take()."""
         optimizer = self.model.optimizer
         self.model.params[...] = self.params
+        self.model.non_trainable[...] = self.non_trainable
         if optimizer is None:
             return
         if self.slots and set(self.slots) == set(optimizer.slots) and optimizer.is_built_for(self.params):
@@ -275,6 +279,7 @@ def _run_epoch(model: Any, batches: Batches, step: Callable[..., None], totals: 
             break
     sums = totals.read()
     sums["metric_sums"] = distributed.sum_over_processes(sums["metric_sums"])  # each process counted its share
+    distributed.average(model.non_trainable)  # moving statistics: each process's saw its own shards
     return sums, seen
 
 
@@ -419,6 +424,10 @@ def prepare_y(model: Any, y: Any, n: int, what: str) -> Any:
         raise TypeError(f"{what}: y must be numeric, got dtype {y.dtype}")
     if n == 0:  # the mean loss over no samples is 0/0
         raise ValueError(f"{what}: expected at least one sample, got 0")
+    if len(model.output_shape) != 1:
+        raise ValueError(f"{what}: the losses take one row of outputs per sample, shape (batch, k), but the model's "
+                         f"output is (batch, {', '.join(map(str, model.output_shape))}); add Flatten (or "
+                         f"GlobalAveragePooling2D) and a Dense layer at the end")
     try:
         model.loss.check_targets(y, n, model.output_shape[-1])
     except ValueError as err:
@@ -477,7 +486,11 @@ def _class_weights(model: Any, y: Any, class_weight: Any, what: str) -> np.ndarr
         if not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value) or value < 0:
             raise ValueError(f"{what}: class_weight[{key}] must be a finite number >= 0, got {value!r}")
     table = np.array([float(class_weight.get(c, 1.0)) for c in known])
-    return table[np.rint(labels).astype(np.int64)]
+    labels = np.rint(labels).astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(table)):
+        raise ValueError(f"{what}: class_weight needs class labels from 0 to {len(table) - 1} as targets, but the "
+                         f"targets hold values up to {labels.max()} (class_weight is for classifiers)")
+    return table[labels]
 
 
 def _split_validation(model: Any, train: tuple[Any, Any, Any], validation_split: Any,
@@ -542,7 +555,8 @@ def metric_sums(model: Any, y: Any) -> Any:
             y_pred = model.loss_input
         else:
             y_pred = outputs = model.predictions() if outputs is None else outputs
-        sums.append(metric(y, y_pred).sum())
+        y_true = y.reshape(y_pred.shape) if y.size == y_pred.size else y  # (n,) targets for (n, 1) outputs
+        sums.append(metric(y_true, y_pred).sum())
     return xp.stack(sums).astype(xp.float64)
 
 
