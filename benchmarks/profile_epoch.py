@@ -52,7 +52,7 @@ class ExclusiveTimers:
 
 def instrument(model: Any, timers: ExclusiveTimers) -> None:
     """Wrap every component of a training step of `model` (instances and module functions only)."""
-    from tinynet import engine, metrics
+    from tinynet import engine, training
     for layer in model.layers:
         kind = type(layer).__name__
         layer.forward = timers.wrap(layer.forward, f"{kind} forward")
@@ -63,7 +63,7 @@ def instrument(model: Any, timers: ExclusiveTimers) -> None:
     # looked up at call time, so patching these attributes is seen by the library
     if engine.fast.dropout_mask:  # with TINYNET_FAST=0 the mask is drawn inside Dropout.forward
         engine.fast.dropout_mask = timers.wrap(engine.fast.dropout_mask, "dropout mask (random bits)")
-    metrics.count_correct = timers.wrap(metrics.count_correct, "accuracy (argmax, compare)")
+    training.metric_sums = timers.wrap(training.metric_sums, "accuracy (argmax, compare)")
 
 
 def gather_seconds(x: Any, y: Any, batch: int) -> float:
@@ -71,7 +71,7 @@ def gather_seconds(x: Any, y: Any, batch: int) -> float:
     batch's rows gathered into two reused buffers."""
     from tinynet.training import Batches
     start = time.perf_counter()
-    for _ in Batches(x, y, batch, shuffle=True):
+    for _ in Batches(x, y, None, batch, shuffle=True):
         pass
     return time.perf_counter() - start
 
@@ -103,8 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads (default 1)")
     parser.add_argument("--epochs", type=int, default=2, help="instrumented epochs, after one plain warm-up epoch")
-    parser.add_argument("--synthetic", action="store_true", help="random data of MNIST's shapes")
-    parser.add_argument("--data-dir", default=None, help="MNIST folder (default $TINYNET_DATA, else data/mnist)")
+    common.add_data_options(parser)
     parser.add_argument("--cprofile", action="store_true", help="also print cProfile's top functions for one epoch")
     return parser.parse_args(argv)
 
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.update(common.thread_env(args.threads))
     import bench_mlp
     common.use_checkout()
-    bench_mlp.resolve_data_dir(args)
+    common.resolve_data_dir(args)
     row = bench_mlp.TinynetRow("numpy", bench_mlp.load_mnist(args.data_dir, args.synthetic))
     machine = common.machine_info()
     print(common.describe(machine))

@@ -248,7 +248,7 @@ class Sequential:
         self.loss_input = out
         weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
         loss = self.loss.forward(out, y, from_logits=True if fused else None, **weighted)
-        penalties = [p for p in (layer.penalty() for layer in self.layers) if p is not None]
+        penalties = [layer.penalty() for layer in self.layers if layer.regularizers]
         return loss + sum(penalties) if penalties else loss
 
     def predictions(self) -> Any:
