@@ -37,6 +37,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
+import traceback
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,7 @@ import numpy as np
 from tinynet import backend
 
 LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+ABORT_GRACE_S = 1.0  # seconds between a failing process's error report and MPI_Abort
 INSTALL_HINT = 'install the MPI extra: pip install "tinynet-from-scratch[mpi]" (mpi4py and the mpich wheel)'
 
 _world: Any = None  # the communicator once init() joined a world of more than one process
@@ -240,9 +243,10 @@ class Nccl:
 def _abort_all(previous: Any, comm: Any) -> Any:
     """An excepthook that reports the error, then aborts every process (MPI_Abort), so none waits forever."""
     def hook(kind: type, error: BaseException, trace: Any) -> None:
-        previous(kind, error, trace)
-        sys.stderr.write(f"tinynet.distributed: rank {comm.Get_rank()} failed; aborting all "
+        report = "".join(traceback.format_exception(kind, error, trace))
+        sys.stderr.write(f"{report}tinynet.distributed: rank {comm.Get_rank()} failed; aborting all "
                          f"{comm.Get_size()} processes\n")
         sys.stderr.flush()
+        time.sleep(ABORT_GRACE_S)  # the launcher forwards our stderr asynchronously: let the report out first
         comm.Abort(1)
     return hook
