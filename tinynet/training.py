@@ -132,13 +132,7 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None = None, epochs: int =
             or not 0 <= initial_epoch < epochs:
         raise ValueError(f"fit: initial_epoch must be a whole number from 0 to epochs - 1 = {epochs - 1}, "
                          f"got {initial_epoch!r}")
-    _one_weighting(sample_weight, class_weight, "fit")
-    x = prepare_x(model, x, "fit")
-    y = prepare_y(model, y, x.shape[0], "fit")
-    weights = prepare_weights(model, y, x.shape[0], sample_weight, None, "fit")
-    (x, y, weights), val = _split_validation(model, (x, y, weights), validation_split, validation_data)
-    if class_weight is not None:  # the training part's only: validation is not class-weighted, as in Keras
-        weights = prepare_weights(model, y, x.shape[0], None, class_weight, "fit")
+    (x, y, weights), val = _fit_data(model, x, y, sample_weight, class_weight, validation_split, validation_data)
     if distributed.active():
         distributed.prepare_fit(model, x.shape[0], batch_size)
     model.history = history = callbacks_module.History()
@@ -170,6 +164,19 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None = None, epochs: int =
             break
     cbs.call("on_train_end", logs)
     return history
+
+
+def _fit_data(model: Any, x: Any, y: Any, sample_weight: Any, class_weight: Any, validation_split: Any,
+              validation_data: Any) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any] | None]:
+    """fit's (x, y, weights) to train on and to validate on, checked once and on the backend."""
+    _one_weighting(sample_weight, class_weight, "fit")
+    x = prepare_x(model, x, "fit")
+    y = prepare_y(model, y, x.shape[0], "fit")
+    weights = prepare_weights(model, y, x.shape[0], sample_weight, None, "fit")
+    (x, y, weights), val = _split_validation(model, (x, y, weights), validation_split, validation_data)
+    if class_weight is not None:  # the training part's only: validation is not class-weighted, as in Keras
+        weights = prepare_weights(model, y, x.shape[0], None, class_weight, "fit")
+    return (x, y, weights), val
 
 
 class Snapshot:
