@@ -54,7 +54,9 @@ def test_which_twins_each_backend_has(xb):
     with fast_mode(True):
         present = {name for name in vars(engine.Twins) if not name.startswith("_") and getattr(engine.fast, name)}
     if xb == "numpy":
-        assert present == {"dense_forward", "dense_backward", "dropout_mask", "adam_update", "zeros", "take_rows"}
+        assert present == {"dense_forward", "dense_backward", "dropout_mask", "adam_update", "zeros", "take_rows",
+                           "im2col", "conv_input_gradient", "max_pool_forward", "max_pool_backward",
+                           "avg_pool_forward", "avg_pool_backward"}  # the last six: tests/test_engine_cnn.py
     else:
         assert {"relu_backward", "softmax_cross_entropy", "adam_update", "sgd_update", "record_batch", "step_if",
                 "replayable"} <= present

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from tinynet import backend
+from tinynet.engine import fast
 from tinynet.layer import Layer, Shape, WithActivation
 
 PADDINGS = ("valid", "same")
@@ -77,6 +78,8 @@ def im2col(x: Any, window: Pair, strides: Pair, out: Pair) -> Any:
     the input pixel at offset (p, q) in its window. (Plain slices rather than sliding_window_view:
     the same lines run on NumPy and CuPy, and col2im below is this loop with = turned into +=.)
     """
+    if fast.im2col:  # one strided view of x, copied once
+        return fast.im2col(x, window, strides, out)
     (kh, kw), (sh, sw), (oh, ow) = window, strides, out
     cols = backend.xp().empty((x.shape[0], oh, ow, kh, kw, x.shape[3]), dtype=x.dtype)
     for p in range(kh):
@@ -225,6 +228,9 @@ class Conv2D(WithActivation):
         self.add_penalty_gradients()  # dW += d penalty(W) / dW, where a regularizer is set
         if not self.needs_input_grad:
             return None  # the model's first layer with weights: nothing below needs dx
+        if fast.conv_input_gradient:  # the product one kernel offset at a time: col2im adds whole rows
+            return crop(fast.conv_input_gradient(dz.reshape(n, oh, ow, F), self.W, self.x_padded_shape, self.strides),
+                        self.pads, *self.input_shape[:2])
         dcols = (dz @ self.W.reshape(-1, F).T).reshape(n, oh, ow, *self.kernel_size, self.W.shape[2])
         dx = col2im(dcols, self.x_padded_shape, self.strides)
         return crop(dx, self.pads, *self.input_shape[:2])

@@ -25,6 +25,7 @@ from typing import Any
 from tinynet import backend
 from tinynet.convolution import Pair, as_pair, check_images, check_input, check_padding, col2im, crop, im2col, \
     pad_images, window_geometry
+from tinynet.engine import fast
 from tinynet.layer import Layer, Shape
 
 
@@ -60,6 +61,14 @@ class Pooling2D(Layer):
         self.x_padded_shape = x_padded.shape
         return im2col(x_padded, self.pool_size, self.strides, self.out_hw)
 
+    def tiles(self, x: Any) -> bool:
+        """Whether the windows tile x side by side (strides == pool_size, padding "valid"): then a fast twin
+        pools strided views of x instead of im2col's copies. Builds the layer and checks x, as windows() does."""
+        if self.output_shape is None:
+            self.build(tuple(x.shape[1:]))
+        check_input(self, x)
+        return self.strides == self.pool_size and self.padding == "valid"
+
     def windows_backward(self, dwindows: Any) -> Any:
         """dx from the gradient of every window entry: added back onto its pixel (col2im), padding cropped."""
         return crop(col2im(dwindows, self.x_padded_shape, self.strides), self.pads, *self.input_shape[:2])
@@ -78,6 +87,10 @@ class MaxPooling2D(Pooling2D):
     """
 
     def forward(self, x: Any, training: bool = False) -> Any:
+        if fast.max_pool_forward and self.tiles(x):  # windows side by side: max over views of x, no im2col
+            self.x, self.windows_flat, self.y = x, None, fast.max_pool_forward(x, self.pool_size)
+            self.twin_backward = fast.max_pool_backward  # its pair, even if the twins are switched off meanwhile
+            return self.y
         windows = self.windows(x, -float("inf"))  # -inf padding never wins a window
         n, oh, ow, kh, kw, c = windows.shape
         self.windows_flat = windows.reshape(n, oh, ow, kh * kw, c)            # entry p * kw + q: row by row
@@ -85,6 +98,8 @@ class MaxPooling2D(Pooling2D):
         return self.y
 
     def backward(self, dy: Any) -> Any:
+        if self.windows_flat is None:  # the forward ran the fast twin
+            return self.twin_backward(self.x, self.y, dy, self.pool_size)
         xp = backend.xp()
         n, oh, ow, k, c = self.windows_flat.shape
         dwindows = xp.empty_like(self.windows_flat, dtype=dy.dtype)
@@ -108,6 +123,9 @@ class AveragePooling2D(Pooling2D):
     """
 
     def forward(self, x: Any, training: bool = False) -> Any:
+        if fast.avg_pool_forward and self.tiles(x):  # windows side by side: sum of views of x, no im2col
+            self.count, self.twin_backward = None, fast.avg_pool_backward
+            return fast.avg_pool_forward(x, self.pool_size)
         windows = self.windows(x, 0.0)
         self.count = self.window_counts(x.dtype)
         return windows.sum(axis=(3, 4)) / self.count
@@ -119,6 +137,8 @@ class AveragePooling2D(Pooling2D):
         return im2col(ones, self.pool_size, self.strides, self.out_hw).sum(axis=(3, 4))[0]
 
     def backward(self, dy: Any) -> Any:
+        if self.count is None:  # the forward ran the fast twin
+            return self.twin_backward(dy, (dy.shape[0], *self.input_shape), self.pool_size)
         n, (oh, ow), c = dy.shape[0], self.out_hw, dy.shape[3]
         share = (dy / self.count)[:, :, :, None, None, :]                     # the same for every pixel of a window
         dwindows = backend.xp().broadcast_to(share, (n, oh, ow, *self.pool_size, c))

@@ -6,7 +6,9 @@ Some of those lines have a *fast twin* here: the same math, done faster on one b
 
     engine/cpu.py     NumPy tricks: products written straight into the gradient vector,
                       dropout masks from raw random bits, Adam in cache-sized pieces,
-                      flat vectors in huge pages
+                      flat vectors in huge pages; for convnets, im2col in long copies,
+                      Conv2D's dx one kernel offset at a time, and pooling on views of
+                      the image where its windows do not overlap (no im2col at all)
     engine/cuda.py    fused CuPy kernels: one launch each for Adam, SGD, softmax +
                       cross-entropy, ReLU's gradient, a dropout mask, and the training
                       step's bookkeeping on the device
@@ -22,7 +24,8 @@ A concept calls its twin in one visible line, with its textbook lines right besi
 bound when the backend is set, as `xp` is, so no function asks "NumPy or CuPy?" itself.
 `TINYNET_FAST=0` in the environment, or `set_fast(False)`, sets every twin to None: only
 the textbook lines run, and a debugger steps through exactly the docstrings' math.
-tests/test_engine.py checks every twin against the textbook lines it replaces.
+tests/test_engine.py (the convnet's: tests/test_engine_cnn.py) checks every twin against the textbook
+lines it replaces.
 """
 from __future__ import annotations
 
@@ -43,6 +46,12 @@ class Twins:
     dense_backward: Twin = None         # layers.Dense.backward:    dW = x.T @ dy, db = sum(dy), dx = dy @ W.T
     relu_backward: Twin = None          # layers.ReLU.backward:     dx = dy * (y > 0)
     dropout_mask: Twin = None           # layers.Dropout.draw_mask: (uniform >= rate) / (1 - rate)
+    im2col: Twin = None                 # convolution.im2col:       cols[n, i, j, p, q, c] = x[n, i*sh + p, j*sw + q, c]
+    conv_input_gradient: Twin = None    # convolution.Conv2D.backward: dx = col2im(dz @ W.T)
+    max_pool_forward: Twin = None       # pooling.MaxPooling2D.forward, windows side by side:  y = max of each window
+    max_pool_backward: Twin = None      # pooling.MaxPooling2D.backward, the same:  dy to each window's first maximum
+    avg_pool_forward: Twin = None       # pooling.AveragePooling2D.forward, the same:  y = sum of each window / ph*pw
+    avg_pool_backward: Twin = None      # pooling.AveragePooling2D.backward, the same:  dx = dy / ph*pw at each pixel
     softmax_cross_entropy: Twin = None  # losses.CategoricalCrossentropy.forward with from_logits
     adam_update: Twin = None            # optimizers.Adam.update
     sgd_update: Twin = None             # optimizers.SGD.update
