@@ -29,8 +29,6 @@ BATCH = 128
 def worker(args: argparse.Namespace) -> None:
     """One process of an MPI run: train, time, and (rank 0) print one JSON line."""
     common.use_checkout()
-    import numpy as np
-
     import tinynet
     from tinynet import distributed
     from tinynet.callbacks import LambdaCallback

@@ -60,7 +60,7 @@ def test_adam_first_step_by_hand(xb):
     # p1 = p0 - lr g / (|g| + eps / sqrt(0.001)): about lr * sign(g), whatever the size of g.
     p0 = np.array([1.0, -2.0, 0.5, 3.0])
     g = np.array([0.5, -4.0, 1e-3, -2e-6])
-    lr, eps = 0.001, 1e-7
+    lr = 0.001  # epsilon is Keras's 1e-7, written out below
     got = _run(Adam(learning_rate=lr), p0, [g])[0]
     by_hand = np.array([1.0 - 0.001 * 0.5 / (0.5 + 1e-7 / 0.0316227766016838),
                         -2.0 + 0.001 * 4.0 / (4.0 + 1e-7 / 0.0316227766016838),
