@@ -22,25 +22,11 @@ from tinynet import Sequential, backend, convolution, engine
 from tinynet.layers import Conv2D, Dense, Flatten
 from tinynet.pooling import AveragePooling2D, MaxPooling2D
 
+from test_engine import _twin_or_skip, fast_mode  # noqa: E402 - tests/ is on the path, as for the other test modules
+
 POOLS = [MaxPooling2D, AveragePooling2D]
 TWINS = {MaxPooling2D: ("max_pool_forward", "max_pool_backward"),
          AveragePooling2D: ("avg_pool_forward", "avg_pool_backward")}
-
-
-@contextlib.contextmanager
-def fast_mode(on):
-    was = engine.is_fast()
-    engine.set_fast(on)
-    try:
-        yield
-    finally:
-        engine.set_fast(was)
-
-
-def _twin_or_skip(name):
-    with fast_mode(True):
-        if getattr(engine.fast, name) is None:
-            pytest.skip(f"the {backend.get_backend()} backend has no fast twin {name}")
 
 
 def _same_bits(a, b):
