@@ -246,7 +246,7 @@ class Sequential:
         fused = self.fused_activation()
         out = last.forward_logits(out, training) if fused else last.forward(out, training)
         self.loss_input = out
-        weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
+        weighted = {} if sample_weight is None else {"sample_weight": sample_weight}  # a Loss of yours may not take it
         loss = self.loss.forward(out, y, from_logits=True if fused else None, **weighted)
         penalties = [layer.penalty() for layer in self.layers if layer.regularizers]
         return loss + sum(penalties) if penalties else loss
