@@ -57,7 +57,7 @@ def main() -> None:
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=128, epochs=args.epochs, verbose=2, validation_data=(x_test, y_test))
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    probabilities = model.predict(x_test)[:, 0]
+    probabilities = model.predict(x_test, verbose=0)[:, 0]
     wrong = np.flatnonzero((probabilities > 0.5) != (y_test == 1))
     print(f"Test loss {loss:.4f}, test accuracy {accuracy:.4f}: {len(wrong)} of {len(y_test)} images wrong")
 

@@ -67,7 +67,7 @@ def draw(model: Sequential, x: np.ndarray, y: np.ndarray, path: str) -> None:
     ax = fig.add_subplot()
     ax.scatter(x[:, 0], y[:, 0], s=4, alpha=0.4, label="test data")
     ax.plot(grid[:, 0], np.sin(3 * grid[:, 0]) + grid[:, 0] / 2, "k--", lw=1, label="true curve")
-    ax.plot(grid[:, 0], model.predict(grid)[:, 0], "r", lw=2, label="network")
+    ax.plot(grid[:, 0], model.predict(grid, verbose=0)[:, 0], "r", lw=2, label="network")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.legend()
