@@ -14,6 +14,8 @@ from tinynet.layers import Activation, Dense
 from tinynet.optimizers import SGD, Adagrad, Adam, AdamW, Nadam, RMSprop
 from tinynet.schedules import CosineDecay, ExponentialDecay, InverseTimeDecay, PiecewiseConstantDecay
 
+from test_optimizers import _run  # noqa: E402 - tests/ is on the path: the same stepping helper
+
 N, STEPS = 10, 5
 WEIGHTS = [slice(0, 3), slice(3, 4), slice(4, 10)]  # three weight arrays in a flat vector of N
 
@@ -32,16 +34,6 @@ class FakeModel:
 
     def weight_slices(self):
         return list(WEIGHTS)
-
-
-def _run(optimizer, p0, grads):
-    """Step `optimizer` on float64 params on the backend; the params after every step, on the host."""
-    params = backend.to_device(p0.copy(), "float64")
-    history = []
-    for g in grads:
-        optimizer.step(params, backend.to_device(g, "float64"))
-        history.append(backend.to_numpy(params).copy())
-    return history
 
 
 # ---- the rules, by hand: one element at a time, in float64 -------------------------------------------
